@@ -1,0 +1,34 @@
+"""Activities of the build phase: slot, start (grant + token + execution), follow, time out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import names
+from activities._payload import job_id_of, reply
+from shared import job_steps
+from shared.services import get_services
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload", activity=names.CLAIM_BUILD_SLOT)
+def claim_build_slot(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.claim_build_slot(get_services(), job_id_of(payload)))
+
+
+@bp.activity_trigger(input_name="payload", activity=names.START_BUILD)
+def start_build(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.start_build(get_services(), job_id_of(payload)))
+
+
+@bp.activity_trigger(input_name="payload", activity=names.CHECK_BUILD)
+def check_build(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.check_build(get_services(), job_id_of(payload)))
+
+
+@bp.activity_trigger(input_name="payload", activity=names.STOP_BUILD_FOR_TIMEOUT)
+def stop_build_for_timeout(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.stop_build_for_timeout(get_services(), job_id_of(payload)))

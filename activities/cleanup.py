@@ -1,0 +1,25 @@
+"""Compensation activities: terminal failure and cancel. Both are idempotent teardown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import names
+from activities._payload import job_id_of, reply
+from shared import job_steps
+from shared.services import get_services
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload", activity=names.FAIL_JOB)
+def fail_job(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.fail_job(get_services(), job_id_of(payload), str(payload["code"]),
+                                    str(payload["message"])))
+
+
+@bp.activity_trigger(input_name="payload", activity=names.COMPENSATE_CANCEL)
+def compensate_cancel(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.compensate_cancel(get_services(), job_id_of(payload)))

@@ -1,0 +1,24 @@
+"""Activities of the image phase: start the image build (create-or-get) and follow it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import names
+from activities._payload import job_id_of, reply
+from shared import job_steps
+from shared.services import get_services
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload", activity=names.START_IMAGE)
+def start_image(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.start_image(get_services(), job_id_of(payload)))
+
+
+@bp.activity_trigger(input_name="payload", activity=names.CHECK_IMAGE)
+def check_image(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.check_image(get_services(), job_id_of(payload)))

@@ -1,0 +1,31 @@
+"""Activities of the preview phase: deploy, wait for health, report ready."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities import names
+from activities._payload import job_id_of, reply
+from shared import job_steps
+from shared.services import get_services
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload", activity=names.START_PREVIEW)
+def start_preview(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.start_preview(get_services(), job_id_of(payload),
+                                         str(payload["image_ref"])))
+
+
+@bp.activity_trigger(input_name="payload", activity=names.CHECK_PREVIEW)
+def check_preview(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.check_preview(get_services(), job_id_of(payload)))
+
+
+@bp.activity_trigger(input_name="payload", activity=names.FINALIZE_READY)
+def finalize_ready(payload: dict[str, Any]) -> dict[str, Any]:
+    return reply(job_steps.finalize_ready(get_services(), job_id_of(payload),
+                                          str(payload["preview_url"])))

@@ -1,0 +1,1 @@
+"""HTTP triggers for the /v1 API."""

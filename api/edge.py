@@ -1,0 +1,83 @@
+"""What every /v1 handler does at the edge: authenticate, authorise, translate errors."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+import azure.functions as func
+
+from shared.auth import Authenticator, Principal
+from shared.errors import ConfigurationError, FoundryError, NotFound, TransientBackendError
+from shared.http import ApiError, error_response, not_found, unauthorized
+from shared.ids import is_job_id
+from shared.models import JobRecord
+from shared.services import Services, get_services
+
+log = logging.getLogger("foundry.api")
+
+SyncHandler = Callable[[func.HttpRequest, Principal, Services], func.HttpResponse]
+AsyncHandler = Callable[[func.HttpRequest, Principal, Services], Awaitable[func.HttpResponse]]
+
+
+@functools.lru_cache(maxsize=4)
+def _authenticator(raw_keys: str) -> Authenticator:
+    return Authenticator(raw_keys)
+
+
+def authorise(req: func.HttpRequest, svc: Services, scope: str) -> Principal:
+    principal = _authenticator(svc.settings.api_keys).authenticate(req.headers)
+    if principal is None:
+        raise unauthorized()
+    if not principal.allows(scope):
+        raise ApiError(403, "forbidden", f"this key lacks the {scope} scope")
+    return principal
+
+
+def _translate(exc: Exception) -> func.HttpResponse:
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, NotFound):
+        return not_found().response()
+    if isinstance(exc, TransientBackendError):
+        log.warning("storage unavailable: %s", exc)
+        return error_response(503, "unavailable", "storage is temporarily unavailable; retry",
+                              headers={"Retry-After": "5"})
+    if isinstance(exc, ConfigurationError):
+        log.error("configuration error: %s", exc)
+        return error_response(503, "misconfigured", "the service is not configured")
+    if isinstance(exc, FoundryError):
+        log.error("request failed: %s", exc)
+    else:
+        log.exception("unexpected error")
+    return error_response(500, "internal_error", "internal error")
+
+
+def handle(req: func.HttpRequest, scope: str, handler: SyncHandler) -> func.HttpResponse:
+    try:
+        svc = get_services()
+        return handler(req, authorise(req, svc, scope), svc)
+    except Exception as exc:  # noqa: BLE001 - the edge turns everything into the envelope
+        return _translate(exc)
+
+
+async def handle_async(req: func.HttpRequest, scope: str, handler: AsyncHandler
+                       ) -> func.HttpResponse:
+    try:
+        svc = await asyncio.to_thread(get_services)
+        principal = authorise(req, svc, scope)
+        return await handler(req, principal, svc)
+    except Exception as exc:  # noqa: BLE001
+        return _translate(exc)
+
+
+def load_visible_job(svc: Services, job_id: str, principal: Principal) -> JobRecord:
+    """The job, or 404 when unknown, malformed, or outside the key's owner/org limits."""
+    if not is_job_id(job_id):
+        raise not_found()
+    job = svc.jobs.find_job(job_id)
+    if job is None or not principal.may_see(job.owner, job.org_slug):
+        raise not_found()
+    return job

@@ -1,0 +1,53 @@
+"""POST /v1/jobs: validate, accept (idempotently), start the job's orchestration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from api.edge import handle_async
+from orchestrators import run_job
+from orchestrators.state import RunState
+from shared.auth import Principal
+from shared.http import ApiError, json_response, validation_error
+from shared.job_views import accepted_view, poll_url
+from shared.services import Services
+from shared.submission import submit_job as accept_job
+from shared.validation import RequestInvalid, parse_submit
+
+log = logging.getLogger("foundry.api")
+bp = df.Blueprint()
+
+
+@bp.route(route="v1/jobs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.durable_client_input(client_name="client")
+async def submit_job(req: func.HttpRequest, client: df.DurableOrchestrationClient
+                     ) -> func.HttpResponse:
+    async def run(req: func.HttpRequest, principal: Principal, svc: Services
+                  ) -> func.HttpResponse:
+        try:
+            body = parse_submit(req.get_body(), svc.settings)
+        except RequestInvalid as exc:
+            if str(exc) == "request body is too large":
+                raise ApiError(413, "payload_too_large", str(exc)) from exc
+            raise validation_error(str(exc)) from exc
+        if not principal.may_use_owner(body.owner):
+            raise ApiError(403, "forbidden", "this key may not submit jobs for that owner")
+        if not principal.may_use_org(body.org_slug):
+            raise ApiError(403, "forbidden", "this key may not submit jobs for that org")
+        outcome = await asyncio.to_thread(accept_job, svc, body, actor=principal.key_id)
+        if outcome.created:
+            try:
+                await client.start_new(run_job.NAME, instance_id=outcome.job.job_id,
+                                       client_input=RunState(outcome.job.job_id).to_dict())
+            except Exception:  # noqa: BLE001 - the reconciler starts it; the job is not lost
+                log.exception("could not start orchestration for %s", outcome.job.job_id)
+        position = await asyncio.to_thread(svc.jobs.queue_position, outcome.job)
+        return json_response(202, accepted_view(outcome.job, queue_position=position),
+                             headers={"Location": poll_url(outcome.job.job_id),
+                                      "Retry-After": "5"})
+
+    return await handle_async(req, "jobs:write", run)

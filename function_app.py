@@ -1,0 +1,25 @@
+"""The Functions app: wiring only. Each module below registers its own blueprint."""
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities import build, cleanup, image, preview
+from api import jobs_control, jobs_read, jobs_submit, service
+from orchestrators import run_job
+from timers import maintenance
+
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+for blueprint in (
+    jobs_submit.bp,
+    jobs_read.bp,
+    jobs_control.bp,
+    service.bp,
+    run_job.bp,
+    build.bp,
+    image.bp,
+    preview.bp,
+    cleanup.bp,
+    maintenance.bp,
+):
+    app.register_functions(blueprint)

@@ -1,0 +1,40 @@
+"""Identifiers: job ids (``fj_<ULID>``), proxy tokens (``fb_<ULID>``) and derived resource names."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from ulid import ULID
+
+_JOB_ID = re.compile(r"^fj_[0-9A-HJKMNP-TV-Z]{26}$")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_INVERT = str.maketrans(_CROCKFORD, _CROCKFORD[::-1])
+
+
+def new_job_id() -> str:
+    return f"fj_{ULID()}"
+
+
+def new_proxy_token() -> str:
+    # 80 random bits + 48 time bits; stored only as a SHA-256 hash.
+    return f"fb_{ULID()}"
+
+
+def is_job_id(value: str) -> bool:
+    return bool(_JOB_ID.match(value))
+
+
+def newest_first_key(job_id: str) -> str:
+    """A RowKey that sorts newer job ids first (Table storage returns ascending RowKey order)."""
+    return job_id[3:].translate(_INVERT)
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def azure_name(prefix: str, job_id: str) -> str:
+    """``<prefix>-<job id lowercased>``: deterministic, DNS-safe, at most 32 characters."""
+    slug = re.sub(r"[^a-z0-9]", "-", job_id.lower())
+    return f"{prefix}-{slug}"[:32].rstrip("-")

@@ -1,0 +1,146 @@
+"""Job objects in Blob storage, laid out as the contract has them under ``jobs/<id>/``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerClient,
+    ContentSettings,
+    generate_blob_sas,
+)
+
+from shared.errors import AlreadyExists, NotFound, translate_azure_errors
+
+SPEC_PATH = "input/SPEC.md"
+TASKS_PATH = "input/TASKS.md"
+STREAM_PATH = "logs/stream.jsonl"
+ARTIFACT_PATH = "output/source.tar.gz"
+
+
+def job_blob(job_id: str, relative: str) -> str:
+    return f"jobs/{job_id}/{relative}"
+
+
+class JobBlobs:
+    def __init__(self, service: BlobServiceClient, *, container: str) -> None:
+        self.service = service
+        self.container: ContainerClient = service.get_container_client(container)
+
+    def create_container(self) -> None:
+        try:
+            with translate_azure_errors("create container"):
+                self.container.create_container()
+        except AlreadyExists:  # the normal case after the first start
+            pass
+
+    # -- inputs ------------------------------------------------------------------------------
+    def put_inputs(self, job_id: str, *, spec_md: str, tasks_md: str) -> None:
+        markdown = ContentSettings(content_type="text/markdown; charset=utf-8")
+        with translate_azure_errors("store job inputs"):
+            for rel, text in ((SPEC_PATH, spec_md), (TASKS_PATH, tasks_md)):
+                self.container.upload_blob(job_blob(job_id, rel), text.encode("utf-8"),
+                                           overwrite=True, content_settings=markdown)
+
+    def read_text(self, job_id: str, relative: str) -> str:
+        with translate_azure_errors(f"read {relative}"):
+            return self.container.download_blob(job_blob(job_id, relative)).readall().decode()
+
+    # -- the append-only build log -----------------------------------------------------------
+    def ensure_log(self, job_id: str) -> None:
+        client = self.container.get_blob_client(job_blob(job_id, STREAM_PATH))
+        try:
+            client.create_append_blob(
+                content_settings=ContentSettings(content_type="application/x-ndjson"),
+                if_none_match="*",
+            )
+        except (ResourceExistsError, HttpResponseError) as exc:
+            if getattr(exc, "status_code", None) not in (409, 412):
+                with translate_azure_errors("create log blob"):
+                    raise
+
+    def append_log(self, job_id: str, data: bytes, *, at_offset: int) -> int:
+        """Append ``data`` only if the blob is exactly ``at_offset`` bytes long (idempotent under
+        retries: a repeated append fails its position check). Returns the new length."""
+        if not data:
+            return at_offset
+        client = self.container.get_blob_client(job_blob(job_id, STREAM_PATH))
+        try:
+            client.append_block(data, appendpos_condition=at_offset)
+        except HttpResponseError as exc:
+            if exc.status_code != 412:
+                with translate_azure_errors("append log"):
+                    raise
+            # Position mismatch: an earlier attempt already appended. Trust the blob's size.
+            return self.log_size(job_id)
+        return at_offset + len(data)
+
+    def log_size(self, job_id: str) -> int:
+        client = self.container.get_blob_client(job_blob(job_id, STREAM_PATH))
+        try:
+            with translate_azure_errors("log size"):
+                return int(client.get_blob_properties().size)
+        except NotFound:
+            return 0
+
+    def read_log(self, job_id: str, *, offset: int = 0, max_bytes: int | None = None) -> bytes:
+        client = self.container.get_blob_client(job_blob(job_id, STREAM_PATH))
+        size = self.log_size(job_id)
+        if offset >= size:
+            return b""
+        length = None if max_bytes is None else min(max_bytes, size - offset)
+        with translate_azure_errors("read log"):
+            return client.download_blob(offset=offset, length=length).readall()
+
+    # -- artifacts ---------------------------------------------------------------------------
+    def put_artifact(self, job_id: str, data: bytes) -> None:
+        with translate_azure_errors("store artifact"):
+            self.container.upload_blob(
+                job_blob(job_id, ARTIFACT_PATH), data, overwrite=True,
+                content_settings=ContentSettings(content_type="application/gzip"),
+            )
+
+    def exists(self, job_id: str, relative: str) -> bool:
+        with translate_azure_errors("check blob"):
+            return bool(self.container.get_blob_client(job_blob(job_id, relative)).exists())
+
+    def read_bytes(self, job_id: str, relative: str) -> bytes:
+        with translate_azure_errors(f"read {relative}"):
+            return self.container.download_blob(job_blob(job_id, relative)).readall()
+
+    # -- signed URLs -------------------------------------------------------------------------
+    def signed_url(self, job_id: str, relative: str, *, permission: str, ttl_secs: int) -> str:
+        """A SAS URL for one blob: user-delegation SAS under managed identity, service SAS with
+        an account key (Azurite, or when explicitly configured)."""
+        now = datetime.now(UTC)
+        start, expiry = now - timedelta(minutes=5), now + timedelta(seconds=ttl_secs)
+        name = job_blob(job_id, relative)
+        key = getattr(self.service.credential, "account_key", None)
+        with translate_azure_errors("sign blob URL"):
+            if key:
+                sas = generate_blob_sas(
+                    account_name=self.service.account_name or "",
+                    container_name=self.container.container_name,
+                    blob_name=name,
+                    account_key=key,
+                    permission=BlobSasPermissions.from_string(permission),
+                    start=start,
+                    expiry=expiry,
+                    protocol=None,
+                )
+            else:
+                delegation = self.service.get_user_delegation_key(start, expiry)
+                sas = generate_blob_sas(
+                    account_name=self.service.account_name or "",
+                    container_name=self.container.container_name,
+                    blob_name=name,
+                    user_delegation_key=delegation,
+                    permission=BlobSasPermissions.from_string(permission),
+                    start=start,
+                    expiry=expiry,
+                    protocol="https",
+                )
+        return f"{self.container.get_blob_client(name).url}?{sas}"

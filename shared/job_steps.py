@@ -1,0 +1,280 @@
+"""What each pipeline activity does. Every step re-reads the job row first (so a cancel that
+landed in between is honoured), is safe to run twice, and returns a :class:`StepResult`:
+expected failures are values, only transient faults raise (so ``RetryOptions`` retries them)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from shared.backends.base import StepState
+from shared.errors import IllegalTransition, NotFound, TerminalBackendError
+from shared.job_blobs import ARTIFACT_PATH
+from shared.models import (
+    IN_FLIGHT_STATUSES,
+    FailureCode,
+    JobRecord,
+    JobStatus,
+    StepResult,
+)
+from shared.services import Services
+from shared.stream_progress import apply_stream_lines
+
+log = logging.getLogger(__name__)
+TOKEN_GRACE = timedelta(minutes=30)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _progress(svc: Services, job_id: str, *, phase: str, percent: int, label: str | None) -> None:
+    def mutate(job: JobRecord) -> JobRecord | None:
+        if job.status.is_terminal:
+            return None
+        return replace(job, phase=phase, percent=max(job.percent, percent),
+                       stage_label=label or job.stage_label)
+
+    svc.jobs.update(job_id, mutate)
+
+
+def claim_build_slot(svc: Services, job_id: str) -> StepResult:
+    """queued -> building when fewer than ``MAX_CONCURRENT_BUILDS`` jobs are building/deploying."""
+    job = svc.jobs.get_job(job_id)
+    if job.status in (JobStatus.BUILDING, JobStatus.DEPLOYING):
+        return StepResult()
+    if job.status is not JobStatus.QUEUED:
+        return StepResult.was_canceled()
+    busy = svc.jobs.count([JobStatus.BUILDING, JobStatus.DEPLOYING])
+    if busy >= svc.settings.max_concurrent_builds:
+        return StepResult(done=False, message=f"{busy} builds running; waiting for a slot")
+    try:
+        svc.jobs.transition(job_id, JobStatus.BUILDING, reason="build slot claimed",
+                            only_from=[JobStatus.QUEUED], started_at=_now(), phase="starting")
+    except IllegalTransition:
+        return StepResult.was_canceled()
+    svc.audit.record("job.building", job_id=job_id)
+    return StepResult()
+
+
+def start_build(svc: Services, job_id: str) -> StepResult:
+    """Grant storage + mint the proxy token + start the build, exactly once per job."""
+    job = svc.jobs.get_job(job_id)
+    if job.status is not JobStatus.BUILDING:
+        return StepResult.was_canceled()
+    limits = {"build_timeout_secs": svc.settings.build_timeout_secs,
+              "image_timeout_secs": svc.settings.image_build_timeout_secs,
+              "deploy_timeout_secs": svc.settings.deploy_timeout_secs}
+    svc.blobs.ensure_log(job_id)
+    if not svc.backend.build_started(job_id):
+        svc.tokens.revoke_job(job_id)  # a token minted by a crashed attempt must not stay live
+        expires = _now() + timedelta(seconds=svc.settings.build_timeout_secs) + TOKEN_GRACE
+        token = svc.tokens.mint(job_id, expires_at=expires)
+        try:
+            svc.backend.start_build(job, proxy_token=token)
+        except TerminalBackendError as exc:
+            return StepResult.failure(FailureCode.BACKEND_UNAVAILABLE, str(exc))
+        finally:
+            del token
+        svc.audit.record("build.started", job_id=job_id, backend=svc.backend.name)
+    _progress(svc, job_id, phase="building", percent=5, label="Build container starting")
+    return StepResult(data=limits)
+
+
+def check_build(svc: Services, job_id: str) -> StepResult:
+    """Follow the build log (by byte offset) into job progress, then report the build's state."""
+    job = svc.jobs.get_job(job_id)
+    if job.status is not JobStatus.BUILDING:
+        return StepResult.was_canceled()
+    status = svc.backend.poll_build(job_id)  # before reading, so no line written before exit is missed
+    _follow_stream(svc, job)
+    if status.state is StepState.RUNNING:
+        return StepResult(done=False)
+    if status.state is StepState.MISSING:
+        return StepResult.failure(FailureCode.BACKEND_UNAVAILABLE, "build execution not found")
+    job = svc.jobs.get_job(job_id)
+    if status.state is StepState.FAILED:
+        code = status.code or FailureCode.BUILD_CRASHED.value
+        return StepResult.failure(code, status.message or "build failed")
+    if not job.detail.get("report_received"):
+        return StepResult.failure(FailureCode.BUILD_CRASHED, "no terminal report in the build stream")
+    artifact = svc.backend.collect_artifact(job_id)
+    if artifact is not None:
+        svc.blobs.put_artifact(job_id, artifact)
+    has_artifact = artifact is not None or svc.blobs.exists(job_id, ARTIFACT_PATH)
+    svc.jobs.update(job_id, lambda j: replace(j, has_artifact=has_artifact))
+    return StepResult()
+
+
+def _follow_stream(svc: Services, job: JobRecord) -> None:
+    offset = job.log_offset
+    data = svc.backend.read_stream(job.job_id, offset=offset)
+    if not data:
+        return
+    if not svc.backend.writes_stream_to_blob:
+        svc.blobs.append_log(job.job_id, data, at_offset=offset)
+    new_offset = offset + len(data)
+
+    def mutate(current: JobRecord) -> JobRecord | None:
+        if current.log_offset != offset or current.status.is_terminal:
+            return None  # another attempt already folded these bytes in
+        return replace(apply_stream_lines(current, data), log_offset=new_offset)
+
+    svc.jobs.update(job.job_id, mutate)
+
+
+def stop_build_for_timeout(svc: Services, job_id: str) -> StepResult:
+    svc.backend.stop_build(job_id)
+    return StepResult.failure(
+        FailureCode.BUILD_TIMEOUT,
+        f"build exceeded the {svc.settings.build_timeout_secs}s wall-clock timeout",
+    )
+
+
+def start_image(svc: Services, job_id: str) -> StepResult:
+    job = svc.jobs.get_job(job_id)
+    if job.status is JobStatus.BUILDING:
+        try:
+            job = svc.jobs.transition(job_id, JobStatus.DEPLOYING, reason="build finished",
+                                      only_from=[JobStatus.BUILDING], phase="image",
+                                      percent=max(job.percent, 85),
+                                      stage_label="Building app image")
+        except IllegalTransition:
+            return StepResult.was_canceled()
+    if job.status is not JobStatus.DEPLOYING:
+        return StepResult.was_canceled()
+    try:
+        svc.backend.start_image_build(job)
+    except TerminalBackendError as exc:
+        code = FailureCode.IMAGE_BUILD_NOT_ALLOWED if exc.code == "TasksOperationsNotAllowed" \
+            else FailureCode.PREVIEW_DEPLOY_FAILED
+        return StepResult.failure(code, str(exc))
+    return StepResult()
+
+
+def check_image(svc: Services, job_id: str) -> StepResult:
+    if svc.jobs.get_job(job_id).status is not JobStatus.DEPLOYING:
+        return StepResult.was_canceled()
+    status = svc.backend.poll_image_build(job_id)
+    if status.state is StepState.RUNNING:
+        return StepResult(done=False)
+    if status.state is not StepState.SUCCEEDED:
+        return StepResult.failure(status.code or FailureCode.PREVIEW_DEPLOY_FAILED,
+                                  status.message or "image build failed")
+    return StepResult(data={"image_ref": status.facts["image_ref"]})
+
+
+def start_preview(svc: Services, job_id: str, image_ref: str) -> StepResult:
+    job = svc.jobs.get_job(job_id)
+    if job.status is not JobStatus.DEPLOYING:
+        return StepResult.was_canceled()
+    _progress(svc, job_id, phase="preview", percent=95, label="Deploying preview")
+    try:
+        svc.backend.deploy_preview(job, image_ref=image_ref)
+    except TerminalBackendError as exc:
+        return StepResult.failure(FailureCode.PREVIEW_DEPLOY_FAILED, str(exc))
+    return StepResult()
+
+
+def check_preview(svc: Services, job_id: str) -> StepResult:
+    job = svc.jobs.get_job(job_id)
+    if job.status is not JobStatus.DEPLOYING:
+        return StepResult.was_canceled()
+    status = svc.backend.poll_preview(job)
+    if status.state is StepState.RUNNING:
+        return StepResult(done=False)
+    if status.state is not StepState.SUCCEEDED:
+        return StepResult.failure(FailureCode.PREVIEW_DEPLOY_FAILED,
+                                  status.message or "preview did not become healthy")
+    return StepResult(data={"preview_url": status.facts["preview_url"]})
+
+
+def finalize_ready(svc: Services, job_id: str, preview_url: str) -> StepResult:
+    job = svc.jobs.get_job(job_id)
+    if job.status is JobStatus.READY:
+        return StepResult()
+    now = _now()
+    try:
+        svc.jobs.transition(
+            job_id, JobStatus.READY, reason="preview healthy", only_from=[JobStatus.DEPLOYING],
+            percent=100, phase="ready", stage_label=None, preview_url=preview_url,
+            preview_expires_at=now + timedelta(hours=job.ttl_hours), finished_at=now,
+        )
+    except IllegalTransition:
+        return StepResult.was_canceled()
+    svc.tokens.revoke_job(job_id)
+    svc.audit.record("job.ready", job_id=job_id, preview_url=preview_url)
+    return StepResult()
+
+
+def fail_job(svc: Services, job_id: str, code: str, message: str) -> StepResult:
+    """Terminal failure + compensation: stop/delete what was created, revoke, free the name."""
+    job = svc.jobs.get_job(job_id)
+    if job.status in IN_FLIGHT_STATUSES:
+        try:
+            job = svc.jobs.transition(job_id, JobStatus.FAILED, reason=f"{code}: {message}",
+                                      error_code=code, error_message=message[:1000],
+                                      finished_at=_now(), phase="failed", stage_label=None)
+        except IllegalTransition:
+            job = svc.jobs.get_job(job_id)
+    release_job_resources(svc, job)
+    svc.audit.record("job.failed", job_id=job_id, code=code, message=message)
+    return StepResult()
+
+
+def cancel_job(svc: Services, job_id: str, *, reason: str = "canceled by caller") -> JobRecord:
+    """Mark an in-flight job canceled (the API does this first, then signals the orchestrator)."""
+    return svc.jobs.transition(
+        job_id, JobStatus.CANCELED, reason=reason, only_from=IN_FLIGHT_STATUSES,
+        error_code=FailureCode.CANCELED.value, error_message=reason, finished_at=_now(),
+        phase="canceled", stage_label=None,
+    )
+
+
+def compensate_cancel(svc: Services, job_id: str) -> StepResult:
+    """The orchestrator's reaction to a cancel: make sure the row says canceled, then clean up."""
+    job = svc.jobs.get_job(job_id)
+    if job.status in IN_FLIGHT_STATUSES:
+        try:
+            job = cancel_job(svc, job_id)
+        except IllegalTransition:
+            job = svc.jobs.get_job(job_id)
+    release_job_resources(svc, job)
+    return StepResult()
+
+
+def expire_job(svc: Services, job_id: str, *, reason: str, clear_preview: bool) -> JobRecord:
+    """ready -> expired (TTL or DELETE preview), then tear the preview down."""
+    changes: dict[str, object] = {"phase": "expired"}
+    if clear_preview:
+        changes.update(preview_url=None, preview_expires_at=None)
+    job = svc.jobs.transition(job_id, JobStatus.EXPIRED, reason=reason,
+                              only_from=[JobStatus.READY], **changes)
+    release_job_resources(svc, job)
+    svc.audit.record("job.expired", job_id=job_id, reason=reason)
+    return job
+
+
+def release_job_resources(svc: Services, job: JobRecord) -> list[str]:
+    """Idempotent teardown for a job that no longer needs anything running."""
+    svc.tokens.revoke_job(job.job_id)
+    if job.status is JobStatus.READY:
+        return []  # a live preview keeps its app, name and resources until it expires
+    removed: list[str] = []
+    try:
+        removed = svc.backend.teardown(job.job_id)
+    finally:
+        if job.status.is_terminal:
+            svc.claims.release_app_name(job.app_name, job.org_slug, job_id=job.job_id)
+    if removed:
+        svc.audit.record("job.teardown", job_id=job.job_id, removed=removed)
+    return removed
+
+
+def job_exists(svc: Services, job_id: str) -> bool:
+    try:
+        svc.jobs.get_job(job_id)
+    except NotFound:
+        return False
+    return True

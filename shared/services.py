@@ -1,0 +1,73 @@
+"""The process-wide service objects (stores, blobs, backend), built once from settings.
+
+Function triggers must be module-level functions, so activities and HTTP handlers reach their
+dependencies through :func:`get_services`; tests install their own with :func:`use_services`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from shared.audit import AuditLog
+from shared.backends.base import BuildBackend
+from shared.backends.factory import create_backend
+from shared.claims import ClaimStore
+from shared.clients import blob_service, table_service
+from shared.job_blobs import JobBlobs
+from shared.job_store import JobStore
+from shared.proxy_tokens import ProxyTokenStore
+from shared.settings import Settings, get_settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    jobs: JobStore
+    claims: ClaimStore
+    tokens: ProxyTokenStore
+    blobs: JobBlobs
+    audit: AuditLog
+    backend: BuildBackend
+
+    @classmethod
+    def build(cls, settings: Settings, *, backend: BuildBackend | None = None) -> Services:
+        tables = table_service(settings)
+        blobs = JobBlobs(blob_service(settings), container=settings.storage_container)
+        services = cls(
+            settings=settings,
+            jobs=JobStore(tables, prefix=settings.table_prefix),
+            claims=ClaimStore(tables, prefix=settings.table_prefix),
+            tokens=ProxyTokenStore(tables, prefix=settings.table_prefix),
+            blobs=blobs,
+            audit=AuditLog(blobs.container),
+            backend=backend or create_backend(settings, blobs),
+        )
+        services.provision()
+        return services
+
+    def provision(self) -> None:
+        """Create tables and the container if missing (cheap and idempotent)."""
+        self.jobs.create_tables()
+        self.claims.create_tables()
+        self.tokens.create_tables()
+        self.blobs.create_container()
+
+
+_lock = threading.Lock()
+_current: Services | None = None
+
+
+def get_services() -> Services:
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Services.build(get_settings())
+        return _current
+
+
+def use_services(services: Services | None) -> None:
+    """Install (or with ``None``, forget) the services every function uses."""
+    global _current
+    with _lock:
+        _current = services

@@ -1,0 +1,128 @@
+"""Configuration, read once from the environment (app settings in Azure, local.settings.json locally)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import ConfigurationError
+
+ENV_PREFIX = "FOUNDRY_SERVICE_"
+BACKENDS = ("local", "azure_container_apps")
+
+
+def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment. Names are ``FOUNDRY_SERVICE_*``."""
+
+    api_keys: str = ""
+    build_backend: str = "local"
+    storage_connection_string: str | None = None
+    storage_account: str | None = None
+    storage_container: str = "foundry-jobs"
+    table_prefix: str = "foundry"
+    max_input_bytes: int = 524_288
+    min_ttl_hours: int = 1
+    default_ttl_hours: int = 24
+    max_ttl_hours: int = 72
+    queue_cap: int = 50
+    max_concurrent_builds: int = 3
+    build_timeout_secs: int = 3600
+    image_build_timeout_secs: int = 1800
+    deploy_timeout_secs: int = 600
+    preview_domain: str = "foundry.local"
+    signed_url_ttl_secs: int = 900
+    sas_grant_ttl_secs: int = 3600
+    proxy_base_url: str = "http://127.0.0.1:7071"
+    local_work_dir: str = ".foundry-local"
+    local_builder_command: str = ""
+    local_preview_host: str = "127.0.0.1"
+    history_retention_days: int = 30
+    task_hub: str = "foundry"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(ENV_PREFIX + name, default).strip() or default
+
+        backend = get("BUILD_BACKEND", "local")
+        if backend not in BACKENDS:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}BUILD_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}"
+            )
+        connection = get("STORAGE_CONNECTION_STRING") or env.get("AzureWebJobsStorage", "").strip()
+        settings = cls(
+            api_keys=env.get(ENV_PREFIX + "API_KEYS", ""),
+            build_backend=backend,
+            storage_connection_string=connection or None,
+            storage_account=get("AZURE_STORAGE_ACCOUNT") or None,
+            storage_container=get("AZURE_STORAGE_CONTAINER", "foundry-jobs"),
+            table_prefix=get("TABLE_PREFIX", "foundry"),
+            max_input_bytes=_int(env, ENV_PREFIX + "MAX_INPUT_BYTES", 524_288, minimum=1),
+            min_ttl_hours=_int(env, ENV_PREFIX + "MIN_TTL_HOURS", 1, minimum=1),
+            default_ttl_hours=_int(env, ENV_PREFIX + "DEFAULT_TTL_HOURS", 24, minimum=1),
+            max_ttl_hours=_int(env, ENV_PREFIX + "MAX_TTL_HOURS", 72, minimum=1),
+            queue_cap=_int(env, ENV_PREFIX + "QUEUE_CAP", 50, minimum=1),
+            max_concurrent_builds=_int(env, ENV_PREFIX + "MAX_CONCURRENT_BUILDS", 3, minimum=1),
+            build_timeout_secs=_int(env, ENV_PREFIX + "BUILD_TIMEOUT_SECS", 3600, minimum=1),
+            image_build_timeout_secs=_int(
+                env, ENV_PREFIX + "IMAGE_BUILD_TIMEOUT_SECS", 1800, minimum=1
+            ),
+            deploy_timeout_secs=_int(env, ENV_PREFIX + "DEPLOY_TIMEOUT_SECS", 600, minimum=1),
+            preview_domain=get("PREVIEW_DOMAIN", "foundry.local"),
+            signed_url_ttl_secs=_int(
+                env, ENV_PREFIX + "AZURE_SIGNED_URL_TTL_SECS", 900, minimum=60
+            ),
+            sas_grant_ttl_secs=_int(env, ENV_PREFIX + "AZURE_SAS_GRANT_TTL_SECS", 3600, minimum=60),
+            proxy_base_url=get("BUILDER_PROXY_URL", "http://127.0.0.1:7071"),
+            local_work_dir=get("LOCAL_WORK_DIR", ".foundry-local"),
+            local_builder_command=get("LOCAL_BUILDER_COMMAND"),
+            local_preview_host=get("LOCAL_PREVIEW_HOST", "127.0.0.1"),
+            history_retention_days=_int(env, ENV_PREFIX + "HISTORY_RETENTION_DAYS", 30, minimum=1),
+            task_hub=get("TASK_HUB", "foundry"),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.storage_connection_string and not self.storage_account:
+            raise ConfigurationError(
+                "job storage is not configured: set FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING "
+                "(or AzureWebJobsStorage) for Azurite, or FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT "
+                "for managed identity"
+            )
+        if not self.min_ttl_hours <= self.default_ttl_hours <= self.max_ttl_hours:
+            raise ConfigurationError(
+                "TTL bounds must satisfy MIN_TTL_HOURS <= DEFAULT_TTL_HOURS <= MAX_TTL_HOURS"
+            )
+
+    def clamp_ttl(self, requested: int | None) -> int:
+        value = self.default_ttl_hours if requested is None else requested
+        return max(self.min_ttl_hours, min(self.max_ttl_hours, value))
+
+    @property
+    def local_root(self) -> Path:
+        return Path(self.local_work_dir).resolve()
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings. Tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings.from_env()

@@ -1,0 +1,121 @@
+"""Shared fixtures: one Azurite per test session, isolated tables/containers per test, and the
+app's functions driven by the in-process durable driver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import function_app
+from devhost.client import InProcessDurableClient
+from devhost.driver import Driver
+from devhost.http_host import FunctionHost
+from shared.services import Services, use_services
+from shared.settings import Settings
+from tests.azurite import Azurite, start_azurite
+
+API_KEY = "test-admin-key-0123456789"
+READ_KEY = "test-read-key-0123456789"
+ALICE_KEY = "test-alice-key-0123456789"
+API_KEYS = f"{API_KEY},{READ_KEY}|scopes=jobs:read,{ALICE_KEY}|owner=alice|org=acme"
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    emulator = start_azurite(tmp_path_factory.mktemp("azurite"))
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def make_settings(azurite: Azurite, tmp_path: Path, **overrides: Any) -> Settings:
+    suffix = uuid.uuid4().hex[:10]
+    base: dict[str, Any] = {
+        "api_keys": API_KEYS,
+        "build_backend": "local",
+        "storage_connection_string": azurite.connection_string,
+        "storage_container": f"jobs-{suffix}",
+        "table_prefix": f"t{suffix}",
+        "local_work_dir": str(tmp_path / "work"),
+        "build_timeout_secs": 600,
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+def settings(azurite: Azurite, tmp_path: Path) -> Settings:
+    return make_settings(azurite, tmp_path)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    svc = Services.build(settings)
+    use_services(svc)
+    try:
+        yield svc
+    finally:
+        use_services(None)
+        for ref in svc.backend.list_resources():
+            svc.backend.teardown(ref.job_id)
+
+
+@pytest.fixture(params=[0, 2], ids=["schemaV1", "schemaV3"])
+def schema(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
+@pytest.fixture
+def driver() -> Driver:
+    return Driver(function_app.app)
+
+
+@dataclass
+class Api:
+    """Calls the app's HTTP functions as the host would, and decodes JSON replies."""
+
+    host: FunctionHost
+
+    def call(self, method: str, path: str, *, body: Any = None, raw: bytes | None = None,
+             key: str | None = API_KEY, headers: dict[str, str] | None = None
+             ) -> tuple[int, Any, dict[str, str]]:
+        sent = dict(headers or {})
+        if key is not None:
+            sent["Authorization"] = f"Bearer {key}"
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        response = asyncio.run(self.host.request(method, path, body=data, headers=sent))
+        text = response.get_body().decode()
+        mimetype = response.mimetype or ""
+        parsed = json.loads(text) if mimetype == "application/json" and text else text
+        return response.status_code, parsed, dict(response.headers)
+
+
+@pytest.fixture
+def client(driver: Driver) -> InProcessDurableClient:
+    return InProcessDurableClient(driver)
+
+
+@pytest.fixture
+def api(services: Services, client: InProcessDurableClient) -> Api:
+    return Api(FunctionHost(function_app.app, client))
+
+
+def submission(app_name: str = "wishful-stickers", **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "app_name": app_name,
+        "org_slug": "acme",
+        "owner": "alice",
+        "idempotency_key": f"key-{app_name}",
+        "spec_md": f"# {app_name}\n\nA tiny app.\n",
+        "tasks_md": "- [ ] T1: Build the page\n- [ ] T2: Style it\n",
+    }
+    body.update(overrides)
+    return body

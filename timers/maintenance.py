@@ -1,0 +1,18 @@
+"""Every minute: TTL reaper, reconciler, orphan sweep and history purge (shared.maintenance)."""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared.maintenance import run_maintenance
+from shared.services import get_services
+
+bp = df.Blueprint()
+SCHEDULE = "%FOUNDRY_SERVICE_MAINTENANCE_SCHEDULE%"
+
+
+@bp.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
+@bp.durable_client_input(client_name="client")
+async def maintenance(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    await run_maintenance(get_services(), client)
