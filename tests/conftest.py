@@ -95,7 +95,10 @@ class Api:
         text = response.get_body().decode()
         mimetype = response.mimetype or ""
         parsed = json.loads(text) if mimetype == "application/json" and text else text
-        return response.status_code, parsed, dict(response.headers)
+        sent_headers = dict(response.headers)
+        if text:  # what the host puts on the wire
+            sent_headers["Content-Type"] = f"{mimetype}; charset={response.charset}"
+        return response.status_code, parsed, sent_headers
 
 
 @pytest.fixture
