@@ -103,7 +103,7 @@ class Api:
 
 @pytest.fixture
 def client(driver: Driver) -> InProcessDurableClient:
-    return InProcessDurableClient(driver)
+    return InProcessDurableClient(driver, drive=False)
 
 
 @pytest.fixture
