@@ -10,7 +10,7 @@ from shared.models import StepResult
 def job_id_of(payload: Any) -> str:
     if not isinstance(payload, dict) or not isinstance(payload.get("job_id"), str):
         raise ValueError("activity payload must be an object with a job_id")
-    return payload["job_id"]
+    return str(payload["job_id"])
 
 
 def reply(result: StepResult) -> dict[str, Any]:

@@ -16,8 +16,11 @@ bp = df.Blueprint()
 
 @bp.activity_trigger(input_name="payload", activity=names.FAIL_JOB)
 def fail_job(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.fail_job(get_services(), job_id_of(payload), str(payload["code"]),
-                                    str(payload["message"])))
+    return reply(
+        job_steps.fail_job(
+            get_services(), job_id_of(payload), str(payload["code"]), str(payload["message"])
+        )
+    )
 
 
 @bp.activity_trigger(input_name="payload", activity=names.COMPENSATE_CANCEL)

@@ -16,8 +16,9 @@ bp = df.Blueprint()
 
 @bp.activity_trigger(input_name="payload", activity=names.START_PREVIEW)
 def start_preview(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.start_preview(get_services(), job_id_of(payload),
-                                         str(payload["image_ref"])))
+    return reply(
+        job_steps.start_preview(get_services(), job_id_of(payload), str(payload["image_ref"]))
+    )
 
 
 @bp.activity_trigger(input_name="payload", activity=names.CHECK_PREVIEW)
@@ -27,5 +28,6 @@ def check_preview(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity=names.FINALIZE_READY)
 def finalize_ready(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.finalize_ready(get_services(), job_id_of(payload),
-                                          str(payload["preview_url"])))
+    return reply(
+        job_steps.finalize_ready(get_services(), job_id_of(payload), str(payload["preview_url"]))
+    )

@@ -43,8 +43,12 @@ def _translate(exc: Exception) -> func.HttpResponse:
         return not_found().response()
     if isinstance(exc, TransientBackendError):
         log.warning("storage unavailable: %s", exc)
-        return error_response(503, "unavailable", "storage is temporarily unavailable; retry",
-                              headers={"Retry-After": "5"})
+        return error_response(
+            503,
+            "unavailable",
+            "storage is temporarily unavailable; retry",
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, ConfigurationError):
         log.error("configuration error: %s", exc)
         return error_response(503, "misconfigured", "the service is not configured")
@@ -63,8 +67,9 @@ def handle(req: func.HttpRequest, scope: str, handler: SyncHandler) -> func.Http
         return _translate(exc)
 
 
-async def handle_async(req: func.HttpRequest, scope: str, handler: AsyncHandler
-                       ) -> func.HttpResponse:
+async def handle_async(
+    req: func.HttpRequest, scope: str, handler: AsyncHandler
+) -> func.HttpResponse:
     try:
         svc = await asyncio.to_thread(get_services)
         principal = authorise(req, svc, scope)

@@ -24,10 +24,10 @@ bp = df.Blueprint()
 
 @bp.route(route="v1/jobs/{job_id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
-async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient
-                     ) -> func.HttpResponse:
-    async def run(req: func.HttpRequest, principal: Principal, svc: Services
-                  ) -> func.HttpResponse:
+async def cancel_job(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    async def run(req: func.HttpRequest, principal: Principal, svc: Services) -> func.HttpResponse:
         job_id = req.route_params["job_id"]
         job = await asyncio.to_thread(load_visible_job, svc, job_id, principal)
         if job.status.is_terminal:
@@ -53,16 +53,16 @@ def _mark_canceled(svc: Services, job_id: str, actor: str) -> JobRecord:
     return job
 
 
-@bp.route(route="v1/jobs/{job_id}/preview", methods=["DELETE"],
-          auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="v1/jobs/{job_id}/preview", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 def delete_preview(req: func.HttpRequest) -> func.HttpResponse:
     def run(req: func.HttpRequest, principal: Principal, svc: Services) -> func.HttpResponse:
         job = load_visible_job(svc, req.route_params["job_id"], principal)
         if job.status is not JobStatus.READY:
             raise validation_error("job has no active preview")
         try:
-            job_steps.expire_job(svc, job.job_id, reason="preview deleted by caller",
-                                 clear_preview=True)
+            job_steps.expire_job(
+                svc, job.job_id, reason="preview deleted by caller", clear_preview=True
+            )
         except IllegalTransition:
             raise validation_error("job has no active preview") from None
         return func.HttpResponse(status_code=204)

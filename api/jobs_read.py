@@ -21,8 +21,9 @@ MAX_PAGE = 100
 LOG_PAGE_BYTES = 256 * 1024
 
 
-def _int_param(req: func.HttpRequest, name: str, *, low: int, high: int | None = None
-               ) -> int | None:
+def _int_param(
+    req: func.HttpRequest, name: str, *, low: int, high: int | None = None
+) -> int | None:
     raw = req.params.get(name)
     if raw is None or raw == "":
         return None
@@ -48,18 +49,23 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
         limit = _int_param(req, "limit", low=1, high=MAX_PAGE) or 50
         try:
             jobs, cursor = svc.jobs.list_jobs(
-                status=status, owner=owner,
+                status=status,
+                owner=owner,
                 owners=sorted(principal.owners) if owner is None and principal.owners else None,
-                page_size=limit, cursor=req.params.get("cursor") or None,
+                page_size=limit,
+                cursor=req.params.get("cursor") or None,
             )
         except ValueError as exc:
             raise validation_error(str(exc)) from exc
         visible = [j for j in jobs if principal.may_see(j.owner, j.org_slug)]
-        return json_response(200, {
-            "schema_version": SCHEMA_VERSION,
-            "jobs": [job_view(j, queue_position=svc.jobs.queue_position(j)) for j in visible],
-            "next_cursor": cursor,
-        })
+        return json_response(
+            200,
+            {
+                "schema_version": SCHEMA_VERSION,
+                "jobs": [job_view(j, queue_position=svc.jobs.queue_position(j)) for j in visible],
+                "next_cursor": cursor,
+            },
+        )
 
     return handle(req, "jobs:read", run)
 
@@ -85,8 +91,12 @@ def get_logs(req: func.HttpRequest) -> func.HttpResponse:
             offset = _int_param(req, "cursor", low=0) or 0
             return _log_page(svc, job.job_id, offset, job.status.is_terminal)
         text = svc.blobs.read_log(job.job_id).decode("utf-8", errors="replace")
-        return func.HttpResponse(filter_log_lines(text, stage=stage, tail=tail), status_code=200,
-                                 mimetype="text/plain", charset="utf-8")
+        return func.HttpResponse(
+            filter_log_lines(text, stage=stage, tail=tail),
+            status_code=200,
+            mimetype="text/plain",
+            charset="utf-8",
+        )
 
     return handle(req, "jobs:read", run)
 
@@ -103,24 +113,28 @@ def _log_page(svc: Services, job_id: str, offset: int, finished: bool) -> func.H
             events.append({"raw": line})
     next_offset = offset + len(data)
     more = next_offset < svc.blobs.log_size(job_id)
-    return json_response(200, {
-        "schema_version": SCHEMA_VERSION,
-        "events": events,
-        "next_cursor": str(next_offset),
-        "complete": finished and not more,
-    })
+    return json_response(
+        200,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "events": events,
+            "next_cursor": str(next_offset),
+            "complete": finished and not more,
+        },
+    )
 
 
-@bp.route(route="v1/jobs/{job_id}/artifact", methods=["GET"],
-          auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="v1/jobs/{job_id}/artifact", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def get_artifact(req: func.HttpRequest) -> func.HttpResponse:
     def run(req: func.HttpRequest, principal: Principal, svc: Services) -> func.HttpResponse:
         job = load_visible_job(svc, req.route_params["job_id"], principal)
         if not svc.blobs.exists(job.job_id, ARTIFACT_PATH):
             raise ApiError(404, "not_found", "artifact not found")
-        url = svc.blobs.signed_url(job.job_id, ARTIFACT_PATH, permission="r",
-                                   ttl_secs=svc.settings.signed_url_ttl_secs)
-        return func.HttpResponse(status_code=302,
-                                 headers={"Location": url, "Cache-Control": "no-store"})
+        url = svc.blobs.signed_url(
+            job.job_id, ARTIFACT_PATH, permission="r", ttl_secs=svc.settings.signed_url_ttl_secs
+        )
+        return func.HttpResponse(
+            status_code=302, headers={"Location": url, "Cache-Control": "no-store"}
+        )
 
     return handle(req, "jobs:read", run)

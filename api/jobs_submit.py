@@ -24,10 +24,10 @@ bp = df.Blueprint()
 
 @bp.route(route="v1/jobs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
-async def submit_job(req: func.HttpRequest, client: df.DurableOrchestrationClient
-                     ) -> func.HttpResponse:
-    async def run(req: func.HttpRequest, principal: Principal, svc: Services
-                  ) -> func.HttpResponse:
+async def submit_job(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    async def run(req: func.HttpRequest, principal: Principal, svc: Services) -> func.HttpResponse:
         try:
             body = parse_submit(req.get_body(), svc.settings)
         except RequestInvalid as exc:
@@ -41,13 +41,18 @@ async def submit_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
         outcome = await asyncio.to_thread(accept_job, svc, body, actor=principal.key_id)
         if outcome.created:
             try:
-                await client.start_new(run_job.NAME, instance_id=outcome.job.job_id,
-                                       client_input=RunState(outcome.job.job_id).to_dict())
-            except Exception:  # noqa: BLE001 - the reconciler starts it; the job is not lost
+                await client.start_new(
+                    run_job.NAME,
+                    instance_id=outcome.job.job_id,
+                    client_input=RunState(outcome.job.job_id).to_dict(),
+                )
+            except Exception:
                 log.exception("could not start orchestration for %s", outcome.job.job_id)
         position = await asyncio.to_thread(svc.jobs.queue_position, outcome.job)
-        return json_response(202, accepted_view(outcome.job, queue_position=position),
-                             headers={"Location": poll_url(outcome.job.job_id),
-                                      "Retry-After": "5"})
+        return json_response(
+            202,
+            accepted_view(outcome.job, queue_position=position),
+            headers={"Location": poll_url(outcome.job.job_id), "Retry-After": "5"},
+        )
 
     return await handle_async(req, "jobs:write", run)

@@ -25,9 +25,15 @@ def healthz(req: func.HttpRequest) -> func.HttpResponse:
         depth = svc.jobs.count([JobStatus.QUEUED])
     except Exception:  # noqa: BLE001 - health must answer even when storage does not
         return json_response(200, {"status": "degraded"})
-    return json_response(200, {"status": "ok", "queue_depth": depth,
-                               "workers": svc.settings.max_concurrent_builds,
-                               "backend": svc.backend.name})
+    return json_response(
+        200,
+        {
+            "status": "ok",
+            "queue_depth": depth,
+            "workers": svc.settings.max_concurrent_builds,
+            "backend": svc.backend.name,
+        },
+    )
 
 
 @functools.lru_cache(maxsize=1)

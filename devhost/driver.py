@@ -25,7 +25,13 @@ from typing import Any
 from devhost import history as h
 from devhost.indexing import binding_types, indexed_functions
 
-CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CONTINUE_AS_NEW, CREATE_TIMER, WAIT_FOR_EVENT = 0, 1, 4, 5, 6
+CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CONTINUE_AS_NEW, CREATE_TIMER, WAIT_FOR_EVENT = (
+    0,
+    1,
+    4,
+    5,
+    6,
+)
 _DUPLICATE = re.compile(r"Potential duplicate Task completion for TaskId: (.+)$")
 
 ActivityHook = Callable[[str, Any, int], None]
@@ -85,8 +91,9 @@ class Instance:
 
 
 class Driver:
-    def __init__(self, app: Any, *, schema: int = 0, start: datetime | None = None,
-                 realtime: bool = False) -> None:
+    def __init__(
+        self, app: Any, *, schema: int = 0, start: datetime | None = None, realtime: bool = False
+    ) -> None:
         self.schema = schema
         self.realtime = realtime
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
@@ -179,9 +186,14 @@ class Driver:
         self._now = target
         self.run_until_idle()
 
-    def run_to_completion(self, instance_id: str, *, limit: timedelta = timedelta(days=7),
-                          until: Callable[[Instance], bool] | None = None,
-                          between_timers: Callable[[], None] | None = None) -> Instance:
+    def run_to_completion(
+        self,
+        instance_id: str,
+        *,
+        limit: timedelta = timedelta(days=7),
+        until: Callable[[Instance], bool] | None = None,
+        between_timers: Callable[[], None] | None = None,
+    ) -> Instance:
         """Run (jumping the clock from timer to timer) until the instance finishes or ``until``.
 
         ``between_timers`` runs before each jump: e.g. a short real sleep, so that real
@@ -237,8 +249,17 @@ class Driver:
             result = fn(act.input)
             json.dumps(result)
         except Exception as exc:  # noqa: BLE001 - delivered to the orchestrator as TaskFailed
-            self._episode(inst, [h.task_failed(now, act.task_id, f"{type(exc).__name__}: {exc}",
-                                               traceback.format_exc(limit=3))])
+            self._episode(
+                inst,
+                [
+                    h.task_failed(
+                        now,
+                        act.task_id,
+                        f"{type(exc).__name__}: {exc}",
+                        traceback.format_exc(limit=3),
+                    )
+                ],
+            )
             if not inst.is_running:
                 return
             if act.max_attempts > 1:
@@ -252,8 +273,14 @@ class Driver:
         self._episode(inst, [h.timer_fired(self.now(), timer.task_id, timer.fire_at)])
         act = timer.retry_of
         if act is not None and inst.is_running and act.attempt < act.max_attempts:
-            retry = _Activity(self._take_id(inst), act.name, act.input, act.max_attempts,
-                              act.retry_interval, act.attempt + 1)
+            retry = _Activity(
+                self._take_id(inst),
+                act.name,
+                act.input,
+                act.max_attempts,
+                act.retry_interval,
+                act.attempt + 1,
+            )
             inst.history.append(h.task_scheduled(self.now(), retry.task_id, retry.name))
             inst.ready.append(retry)
 
@@ -279,7 +306,7 @@ class Driver:
             try:
                 state = json.loads(self.orchestrators[inst.name](json.dumps(context)))
                 failed = None
-            except Exception as exc:  # noqa: BLE001 - the SDK reports failure by raising
+            except Exception as exc:
                 text = str(exc)
                 marker = "\n\n$OutOfProcData$:"
                 if marker not in text:
@@ -329,11 +356,13 @@ class Driver:
             if kind in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY):
                 retry = action.get("retryOptions") or {}
                 act = _Activity(
-                    self._take_id(inst), action["functionName"],
+                    self._take_id(inst),
+                    action["functionName"],
                     json.loads(action["input"]) if action.get("input") is not None else None,
                     max_attempts=int(retry.get("maxNumberOfAttempts", 1)),
                     retry_interval=timedelta(
-                        milliseconds=int(retry.get("firstRetryIntervalInMilliseconds", 0))),
+                        milliseconds=int(retry.get("firstRetryIntervalInMilliseconds", 0))
+                    ),
                 )
                 if act.name not in self.activities:
                     raise DriverError(f"no activity named {act.name!r}")
@@ -363,4 +392,3 @@ def _flatten(actions: list[Any]) -> list[dict[str, Any]]:
         else:
             flat.append(item)
     return flat
-

@@ -22,8 +22,13 @@ def iso(at: datetime) -> str:
 
 
 def event(kind: int, at: datetime, event_id: int = -1, **fields: Any) -> dict[str, Any]:
-    return {"EventType": kind, "EventId": event_id, "IsPlayed": False, "Timestamp": iso(at),
-            **fields}
+    return {
+        "EventType": kind,
+        "EventId": event_id,
+        "IsPlayed": False,
+        "Timestamp": iso(at),
+        **fields,
+    }
 
 
 def orchestrator_started(at: datetime) -> dict[str, Any]:
@@ -35,8 +40,16 @@ def orchestrator_completed(at: datetime) -> dict[str, Any]:
 
 
 def execution_started(at: datetime, name: str, input_json: str | None) -> dict[str, Any]:
-    return event(EXECUTION_STARTED, at, Name=name, Input=input_json, Version="",
-                 OrchestrationInstance=None, ParentInstance=None, Tags=None)
+    return event(
+        EXECUTION_STARTED,
+        at,
+        Name=name,
+        Input=input_json,
+        Version="",
+        OrchestrationInstance=None,
+        ParentInstance=None,
+        Tags=None,
+    )
 
 
 def task_scheduled(at: datetime, task_id: int, name: str) -> dict[str, Any]:
@@ -65,6 +78,7 @@ def event_raised(at: datetime, name: str, data: Any) -> dict[str, Any]:
 
 def mark_played(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``IsPlayed`` true for every event before the last OrchestratorStarted."""
-    last = max((i for i, e in enumerate(history) if e["EventType"] == ORCHESTRATOR_STARTED),
-               default=0)
+    last = max(
+        (i for i, e in enumerate(history) if e["EventType"] == ORCHESTRATOR_STARTED), default=0
+    )
     return [{**e, "IsPlayed": i < last} for i, e in enumerate(history)]

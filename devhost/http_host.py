@@ -46,21 +46,31 @@ class FunctionHost:
         self.timers: dict[str, tuple[Any, str | None]] = {}
         for function in indexed_functions(app):
             kinds = binding_types(function)
-            client_param = next((b.name for b in function.get_bindings()
-                                 if b.type == "durableClient"), None)
+            client_param = next(
+                (b.name for b in function.get_bindings() if b.type == "durableClient"), None
+            )
             user = function.get_user_function()
             call = user.client_function if client_param else user
             if "httpTrigger" in kinds:
                 trigger = next(b for b in function.get_bindings() if b.type == "httpTrigger")
                 pattern, literals = _compile(trigger.route)
                 methods = frozenset(str(getattr(m, "value", m)) for m in trigger.methods)
-                self.routes.append(Route(function.get_function_name(), trigger.route, methods,
-                                         pattern, literals, call, client_param))
+                self.routes.append(
+                    Route(
+                        function.get_function_name(),
+                        trigger.route,
+                        methods,
+                        pattern,
+                        literals,
+                        call,
+                        client_param,
+                    )
+                )
             elif "timerTrigger" in kinds:
                 self.timers[function.get_function_name()] = (call, client_param)
         self.routes.sort(key=lambda r: -r.literal_segments)
 
-    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None | str:
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | str | None:
         allowed = False
         for route in self.routes:
             found = route.pattern.match(path)
@@ -72,8 +82,9 @@ class FunctionHost:
             return route, found.groupdict()
         return "method_not_allowed" if allowed else None
 
-    async def request(self, method: str, url: str, *, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> func.HttpResponse:
+    async def request(
+        self, method: str, url: str, *, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> func.HttpResponse:
         parts = urlsplit(url)
         matched = self.match(method, parts.path)
         if matched is None:
@@ -82,10 +93,12 @@ class FunctionHost:
             return func.HttpResponse("Method Not Allowed", status_code=405)
         route, route_params = matched
         request = func.HttpRequest(
-            method=method.upper(), url=f"http://127.0.0.1{parts.path}",
+            method=method.upper(),
+            url=f"http://127.0.0.1{parts.path}",
             headers={k.lower(): v for k, v in (headers or {}).items()},
             params=dict(parse_qsl(parts.query, keep_blank_values=True)),
-            route_params=route_params, body=body,
+            route_params=route_params,
+            body=body,
         )
         kwargs: dict[str, Any] = {"req": request}
         if route.client_param:

@@ -21,8 +21,9 @@ from shared.models import FailureCode, StepResult
 NAME = "run_job"
 CANCEL_EVENT = "cancel"
 RETRY_STEP = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=5)
-RETRY_CLEANUP = df.RetryOptions(first_retry_interval_in_milliseconds=15_000,
-                                max_number_of_attempts=8)
+RETRY_CLEANUP = df.RetryOptions(
+    first_retry_interval_in_milliseconds=15_000, max_number_of_attempts=8
+)
 POLLS_PER_GENERATION = 20
 FIRST_POLL_SECS = 2
 MAX_POLL_SECS = 30
@@ -53,8 +54,14 @@ def _run(context: df.DurableOrchestrationContext) -> Steps:
     cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=dict)
     ref = {"job_id": state.job_id}
     while True:
-        context.set_custom_status({"job_id": state.job_id, "phase": state.phase,
-                                   "round": state.round, "generation": state.generation})
+        context.set_custom_status(
+            {
+                "job_id": state.job_id,
+                "phase": state.phase,
+                "round": state.round,
+                "generation": state.generation,
+            }
+        )
         if state.phase == "slot":
             result = yield from _poll(context, state, cancel, names.CLAIM_BUILD_SLOT, ref)
             if not isinstance(result, StepResult):
@@ -85,8 +92,9 @@ def _run(context: df.DurableOrchestrationContext) -> Steps:
         elif state.phase == "image_wait":
             result = yield from _poll(context, state, cancel, names.CHECK_IMAGE, ref)
             if result == _Outcome.TIMED_OUT:
-                result = StepResult.failure(FailureCode.PREVIEW_DEPLOY_FAILED,
-                                            "image build exceeded its time limit")
+                result = StepResult.failure(
+                    FailureCode.PREVIEW_DEPLOY_FAILED, "image build exceeded its time limit"
+                )
             if not isinstance(result, StepResult):
                 return (yield from _settle(context, state, result))
             if not result.ok:
@@ -102,8 +110,9 @@ def _run(context: df.DurableOrchestrationContext) -> Steps:
         elif state.phase == "preview_wait":
             result = yield from _poll(context, state, cancel, names.CHECK_PREVIEW, ref)
             if result == _Outcome.TIMED_OUT:
-                result = StepResult.failure(FailureCode.PREVIEW_DEPLOY_FAILED,
-                                            "preview did not become healthy in time")
+                result = StepResult.failure(
+                    FailureCode.PREVIEW_DEPLOY_FAILED, "preview did not become healthy in time"
+                )
             if not isinstance(result, StepResult):
                 return (yield from _settle(context, state, result))
             if not result.ok:
@@ -129,8 +138,9 @@ def _call(
 ) -> Steps:
     """One retried activity. Exhausted retries become an ``internal_error`` StepResult."""
     try:
-        raw = yield context.call_activity_with_retry(activity, RETRY_STEP, payload,
-                                                     expected_type=dict)
+        raw = yield context.call_activity_with_retry(
+            activity, RETRY_STEP, payload, expected_type=dict
+        )
     except Exception as exc:  # noqa: BLE001 - Durable delivers every activity failure as Exception
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "activity failed"
         return StepResult.failure(FailureCode.INTERNAL_ERROR, f"{activity}: {reason}")
@@ -160,7 +170,7 @@ def _poll(
             state.generation += 1
             context.continue_as_new(state.to_dict())
             return _Outcome.CONTINUED
-        timer = context.create_timer(now + poll_delay(state.round))
+        timer: Any = context.create_timer(now + poll_delay(state.round))  # a TimerTask
         winner = yield context.task_any([timer, cancel])
         if winner == cancel:
             timer.cancel()
@@ -178,14 +188,17 @@ def _finish(context: df.DurableOrchestrationContext, state: RunState, result: St
     ref = {"job_id": state.job_id}
     if result.canceled:
         context.set_custom_status({"job_id": state.job_id, "phase": "canceled"})
-        yield context.call_activity_with_retry(names.COMPENSATE_CANCEL, RETRY_CLEANUP, ref,
-                                               expected_type=dict)
+        yield context.call_activity_with_retry(
+            names.COMPENSATE_CANCEL, RETRY_CLEANUP, ref, expected_type=dict
+        )
         return {"job_id": state.job_id, "status": "canceled"}
     code = result.code or FailureCode.INTERNAL_ERROR.value
     message = result.message or "job failed"
     context.set_custom_status({"job_id": state.job_id, "phase": "failed", "code": code})
     yield context.call_activity_with_retry(
-        names.FAIL_JOB, RETRY_CLEANUP, {**ref, "code": code, "message": message},
+        names.FAIL_JOB,
+        RETRY_CLEANUP,
+        {**ref, "code": code, "message": message},
         expected_type=dict,
     )
     return {"job_id": state.job_id, "status": "failed", "code": code}

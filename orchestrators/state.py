@@ -5,8 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-PHASES = ("slot", "build", "build_wait", "image", "image_wait", "preview", "preview_wait",
-          "finalize")
+PHASES = (
+    "slot",
+    "build",
+    "build_wait",
+    "image",
+    "image_wait",
+    "preview",
+    "preview_wait",
+    "finalize",
+)
 
 
 @dataclass

@@ -19,12 +19,18 @@ class AuditLog:
     def __init__(self, container: ContainerClient) -> None:
         self.container = container
 
-    def record(self, action: str, *, job_id: str | None = None, actor: str | None = None,
-               **details: Any) -> None:
+    def record(
+        self, action: str, *, job_id: str | None = None, actor: str | None = None, **details: Any
+    ) -> None:
         """Best-effort: an audit failure is logged, never turned into a failed request."""
         now = datetime.now(UTC)
-        line = {"at": now.isoformat(), "action": action, "job_id": job_id, "actor": actor,
-                **scrub(details)}
+        line = {
+            "at": now.isoformat(),
+            "action": action,
+            "job_id": job_id,
+            "actor": actor,
+            **scrub(details),
+        }
         data = (json.dumps(line, separators=(",", ":"), default=str) + "\n").encode()
         blob = self.container.get_blob_client(f"audit/{now:%Y-%m-%d}.jsonl")
         try:
@@ -42,7 +48,7 @@ class AuditLog:
                     if create_exc.status_code not in (409, 412):
                         raise
                 blob.append_block(data)
-        except Exception:  # noqa: BLE001 - auditing must not break the request
+        except Exception:
             log.exception("audit write failed for action=%s job_id=%s", action, job_id)
 
     def read_day(self, day: datetime) -> list[dict[str, Any]]:

@@ -93,7 +93,7 @@ class Authenticator:
         header = headers.get("authorization") or headers.get("Authorization") or ""
         if not header.startswith(BEARER) or not self._keys:
             return None
-        presented = hashlib.sha256(header[len(BEARER):].encode()).digest()
+        presented = hashlib.sha256(header[len(BEARER) :].encode()).digest()
         found: Principal | None = None
         for key in self._keys:
             if hmac.compare_digest(presented, key.digest):

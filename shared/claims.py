@@ -49,8 +49,13 @@ class ClaimStore:
         """Insert the claim; if someone holds it already, return theirs with ``won=False``."""
         pk, rk = self._idem_keys(owner, key)
         now = datetime.now(UTC)
-        row = {"PartitionKey": pk, "RowKey": rk, "job_id": job_id, "request_hash": request_hash,
-               "claimed_at": now}
+        row = {
+            "PartitionKey": pk,
+            "RowKey": rk,
+            "job_id": job_id,
+            "request_hash": request_hash,
+            "claimed_at": now,
+        }
         try:
             with translate_azure_errors("claim idempotency key"):
                 meta = self.idempotency.create_entity(row)
@@ -84,12 +89,19 @@ class ClaimStore:
         """Replace a claim whose job row never appeared (its submitter died). ETag-guarded."""
         pk, rk = self._idem_keys(owner, key)
         now = datetime.now(UTC)
-        row = {"PartitionKey": pk, "RowKey": rk, "job_id": job_id, "request_hash": request_hash,
-               "claimed_at": now}
+        row = {
+            "PartitionKey": pk,
+            "RowKey": rk,
+            "job_id": job_id,
+            "request_hash": request_hash,
+            "claimed_at": now,
+        }
         try:
             with translate_azure_errors("take over idempotency key"):
                 meta = self.idempotency.update_entity(
-                    row, mode=UpdateMode.REPLACE, etag=stale.etag,
+                    row,
+                    mode=UpdateMode.REPLACE,
+                    etag=stale.etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
         except (ConcurrencyConflict, NotFound):
@@ -114,8 +126,14 @@ class ClaimStore:
         pk = org_slug or NO_ORG
         try:
             with translate_azure_errors("claim app name"):
-                self.app_names.create_entity({"PartitionKey": pk, "RowKey": app_name,
-                                              "job_id": job_id, "claimed_at": datetime.now(UTC)})
+                self.app_names.create_entity(
+                    {
+                        "PartitionKey": pk,
+                        "RowKey": app_name,
+                        "job_id": job_id,
+                        "claimed_at": datetime.now(UTC),
+                    }
+                )
             return None
         except AlreadyExists:
             pass
@@ -130,7 +148,7 @@ class ClaimStore:
         except NotFound:
             return None
         claimed = entity.get("claimed_at")
-        if claimed is None:
+        if not isinstance(claimed, datetime):
             return None
         return claimed if claimed.tzinfo else claimed.replace(tzinfo=UTC)
 
@@ -144,8 +162,12 @@ class ClaimStore:
                 if entity["job_id"] != stale_job_id:
                     return False
                 self.app_names.update_entity(
-                    {"PartitionKey": pk, "RowKey": app_name, "job_id": job_id,
-                     "claimed_at": datetime.now(UTC)},
+                    {
+                        "PartitionKey": pk,
+                        "RowKey": app_name,
+                        "job_id": job_id,
+                        "claimed_at": datetime.now(UTC),
+                    },
                     mode=UpdateMode.REPLACE,
                     etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
@@ -163,7 +185,9 @@ class ClaimStore:
                 if entity["job_id"] != job_id:
                     return
                 self.app_names.delete_entity(
-                    pk, app_name, etag=entity.metadata["etag"],
+                    pk,
+                    app_name,
+                    etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
                 )
         except (ConcurrencyConflict, NotFound):

@@ -78,4 +78,6 @@ def translate_azure_errors(what: str) -> Iterator[None]:
         code = getattr(exc, "error_code", None) or (exc.error.code if exc.error else None)
         if status in _TRANSIENT_STATUS:
             raise TransientBackendError(f"{what}: HTTP {status} {code or ''}".strip()) from exc
-        raise TerminalBackendError(f"{what}: HTTP {status} {code or ''}".strip(), code=code) from exc
+        raise TerminalBackendError(
+            f"{what}: HTTP {status} {code or ''}".strip(), code=code
+        ) from exc

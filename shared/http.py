@@ -12,8 +12,9 @@ SCHEMA_VERSION = 1
 JSON = "application/json"
 
 
-def json_response(status: int, body: Any, *, headers: Mapping[str, str] | None = None
-                  ) -> func.HttpResponse:
+def json_response(
+    status: int, body: Any, *, headers: Mapping[str, str] | None = None
+) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps(body, separators=(",", ":"), default=str),
         status_code=status,
@@ -22,12 +23,14 @@ def json_response(status: int, body: Any, *, headers: Mapping[str, str] | None =
     )
 
 
-def error_response(status: int, code: str, message: str, *,
-                   headers: Mapping[str, str] | None = None) -> func.HttpResponse:
+def error_response(
+    status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+) -> func.HttpResponse:
     """``{"schema_version":1,"error":"<code>","message":"..."}``: codes are stable, messages are
     for people."""
     return json_response(
-        status, {"schema_version": SCHEMA_VERSION, "error": code, "message": message},
+        status,
+        {"schema_version": SCHEMA_VERSION, "error": code, "message": message},
         headers=headers,
     )
 
@@ -35,8 +38,9 @@ def error_response(status: int, code: str, message: str, *,
 class ApiError(Exception):
     """Raised inside handlers; turned into the error envelope at the edge."""
 
-    def __init__(self, status: int, code: str, message: str,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.headers = dict(headers or {})
@@ -46,8 +50,12 @@ class ApiError(Exception):
 
 
 def unauthorized() -> ApiError:
-    return ApiError(401, "unauthorized", "missing or invalid bearer token",
-                    {"WWW-Authenticate": 'Bearer realm="foundry"'})
+    return ApiError(
+        401,
+        "unauthorized",
+        "missing or invalid bearer token",
+        {"WWW-Authenticate": 'Bearer realm="foundry"'},
+    )
 
 
 def not_found(message: str = "job not found") -> ApiError:

@@ -42,8 +42,12 @@ class JobBlobs:
         markdown = ContentSettings(content_type="text/markdown; charset=utf-8")
         with translate_azure_errors("store job inputs"):
             for rel, text in ((SPEC_PATH, spec_md), (TASKS_PATH, tasks_md)):
-                self.container.upload_blob(job_blob(job_id, rel), text.encode("utf-8"),
-                                           overwrite=True, content_settings=markdown)
+                self.container.upload_blob(
+                    job_blob(job_id, rel),
+                    text.encode("utf-8"),
+                    overwrite=True,
+                    content_settings=markdown,
+                )
 
     def read_text(self, job_id: str, relative: str) -> str:
         with translate_azure_errors(f"read {relative}"):
@@ -99,7 +103,9 @@ class JobBlobs:
     def put_artifact(self, job_id: str, data: bytes) -> None:
         with translate_azure_errors("store artifact"):
             self.container.upload_blob(
-                job_blob(job_id, ARTIFACT_PATH), data, overwrite=True,
+                job_blob(job_id, ARTIFACT_PATH),
+                data,
+                overwrite=True,
                 content_settings=ContentSettings(content_type="application/gzip"),
             )
 

@@ -33,8 +33,12 @@ def _progress(svc: Services, job_id: str, *, phase: str, percent: int, label: st
     def mutate(job: JobRecord) -> JobRecord | None:
         if job.status.is_terminal:
             return None
-        return replace(job, phase=phase, percent=max(job.percent, percent),
-                       stage_label=label or job.stage_label)
+        return replace(
+            job,
+            phase=phase,
+            percent=max(job.percent, percent),
+            stage_label=label or job.stage_label,
+        )
 
     svc.jobs.update(job_id, mutate)
 
@@ -50,8 +54,14 @@ def claim_build_slot(svc: Services, job_id: str) -> StepResult:
     if busy >= svc.settings.max_concurrent_builds:
         return StepResult(done=False, message=f"{busy} builds running; waiting for a slot")
     try:
-        svc.jobs.transition(job_id, JobStatus.BUILDING, reason="build slot claimed",
-                            only_from=[JobStatus.QUEUED], started_at=_now(), phase="starting")
+        svc.jobs.transition(
+            job_id,
+            JobStatus.BUILDING,
+            reason="build slot claimed",
+            only_from=[JobStatus.QUEUED],
+            started_at=_now(),
+            phase="starting",
+        )
     except IllegalTransition:
         return StepResult.was_canceled()
     svc.audit.record("job.building", job_id=job_id)
@@ -63,9 +73,11 @@ def start_build(svc: Services, job_id: str) -> StepResult:
     job = svc.jobs.get_job(job_id)
     if job.status is not JobStatus.BUILDING:
         return StepResult.was_canceled()
-    limits = {"build_timeout_secs": svc.settings.build_timeout_secs,
-              "image_timeout_secs": svc.settings.image_build_timeout_secs,
-              "deploy_timeout_secs": svc.settings.deploy_timeout_secs}
+    limits = {
+        "build_timeout_secs": svc.settings.build_timeout_secs,
+        "image_timeout_secs": svc.settings.image_build_timeout_secs,
+        "deploy_timeout_secs": svc.settings.deploy_timeout_secs,
+    }
     svc.blobs.ensure_log(job_id)
     if not svc.backend.build_started(job_id):
         svc.tokens.revoke_job(job_id)  # a token minted by a crashed attempt must not stay live
@@ -87,7 +99,9 @@ def check_build(svc: Services, job_id: str) -> StepResult:
     job = svc.jobs.get_job(job_id)
     if job.status is not JobStatus.BUILDING:
         return StepResult.was_canceled()
-    status = svc.backend.poll_build(job_id)  # before reading, so no line written before exit is missed
+    status = svc.backend.poll_build(
+        job_id
+    )  # before reading, so no line written before exit is missed
     _follow_stream(svc, job)
     if status.state is StepState.RUNNING:
         return StepResult(done=False)
@@ -98,7 +112,9 @@ def check_build(svc: Services, job_id: str) -> StepResult:
         code = status.code or FailureCode.BUILD_CRASHED.value
         return StepResult.failure(code, status.message or "build failed")
     if not job.detail.get("report_received"):
-        return StepResult.failure(FailureCode.BUILD_CRASHED, "no terminal report in the build stream")
+        return StepResult.failure(
+            FailureCode.BUILD_CRASHED, "no terminal report in the build stream"
+        )
     artifact = svc.backend.collect_artifact(job_id)
     if artifact is not None:
         svc.blobs.put_artifact(job_id, artifact)
@@ -136,10 +152,15 @@ def start_image(svc: Services, job_id: str) -> StepResult:
     job = svc.jobs.get_job(job_id)
     if job.status is JobStatus.BUILDING:
         try:
-            job = svc.jobs.transition(job_id, JobStatus.DEPLOYING, reason="build finished",
-                                      only_from=[JobStatus.BUILDING], phase="image",
-                                      percent=max(job.percent, 85),
-                                      stage_label="Building app image")
+            job = svc.jobs.transition(
+                job_id,
+                JobStatus.DEPLOYING,
+                reason="build finished",
+                only_from=[JobStatus.BUILDING],
+                phase="image",
+                percent=max(job.percent, 85),
+                stage_label="Building app image",
+            )
         except IllegalTransition:
             return StepResult.was_canceled()
     if job.status is not JobStatus.DEPLOYING:
@@ -147,8 +168,11 @@ def start_image(svc: Services, job_id: str) -> StepResult:
     try:
         svc.backend.start_image_build(job)
     except TerminalBackendError as exc:
-        code = FailureCode.IMAGE_BUILD_NOT_ALLOWED if exc.code == "TasksOperationsNotAllowed" \
+        code = (
+            FailureCode.IMAGE_BUILD_NOT_ALLOWED
+            if exc.code == "TasksOperationsNotAllowed"
             else FailureCode.PREVIEW_DEPLOY_FAILED
+        )
         return StepResult.failure(code, str(exc))
     return StepResult()
 
@@ -160,8 +184,9 @@ def check_image(svc: Services, job_id: str) -> StepResult:
     if status.state is StepState.RUNNING:
         return StepResult(done=False)
     if status.state is not StepState.SUCCEEDED:
-        return StepResult.failure(status.code or FailureCode.PREVIEW_DEPLOY_FAILED,
-                                  status.message or "image build failed")
+        return StepResult.failure(
+            status.code or FailureCode.PREVIEW_DEPLOY_FAILED, status.message or "image build failed"
+        )
     return StepResult(data={"image_ref": status.facts["image_ref"]})
 
 
@@ -185,8 +210,9 @@ def check_preview(svc: Services, job_id: str) -> StepResult:
     if status.state is StepState.RUNNING:
         return StepResult(done=False)
     if status.state is not StepState.SUCCEEDED:
-        return StepResult.failure(FailureCode.PREVIEW_DEPLOY_FAILED,
-                                  status.message or "preview did not become healthy")
+        return StepResult.failure(
+            FailureCode.PREVIEW_DEPLOY_FAILED, status.message or "preview did not become healthy"
+        )
     return StepResult(data={"preview_url": status.facts["preview_url"]})
 
 
@@ -197,9 +223,16 @@ def finalize_ready(svc: Services, job_id: str, preview_url: str) -> StepResult:
     now = _now()
     try:
         svc.jobs.transition(
-            job_id, JobStatus.READY, reason="preview healthy", only_from=[JobStatus.DEPLOYING],
-            percent=100, phase="ready", stage_label=None, preview_url=preview_url,
-            preview_expires_at=now + timedelta(hours=job.ttl_hours), finished_at=now,
+            job_id,
+            JobStatus.READY,
+            reason="preview healthy",
+            only_from=[JobStatus.DEPLOYING],
+            percent=100,
+            phase="ready",
+            stage_label=None,
+            preview_url=preview_url,
+            preview_expires_at=now + timedelta(hours=job.ttl_hours),
+            finished_at=now,
         )
     except IllegalTransition:
         return StepResult.was_canceled()
@@ -213,9 +246,16 @@ def fail_job(svc: Services, job_id: str, code: str, message: str) -> StepResult:
     job = svc.jobs.get_job(job_id)
     if job.status in IN_FLIGHT_STATUSES:
         try:
-            job = svc.jobs.transition(job_id, JobStatus.FAILED, reason=f"{code}: {message}",
-                                      error_code=code, error_message=message[:1000],
-                                      finished_at=_now(), phase="failed", stage_label=None)
+            job = svc.jobs.transition(
+                job_id,
+                JobStatus.FAILED,
+                reason=f"{code}: {message}",
+                error_code=code,
+                error_message=message[:1000],
+                finished_at=_now(),
+                phase="failed",
+                stage_label=None,
+            )
         except IllegalTransition:
             job = svc.jobs.get_job(job_id)
     release_job_resources(svc, job)
@@ -226,9 +266,15 @@ def fail_job(svc: Services, job_id: str, code: str, message: str) -> StepResult:
 def cancel_job(svc: Services, job_id: str, *, reason: str = "canceled by caller") -> JobRecord:
     """Mark an in-flight job canceled (the API does this first, then signals the orchestrator)."""
     return svc.jobs.transition(
-        job_id, JobStatus.CANCELED, reason=reason, only_from=IN_FLIGHT_STATUSES,
-        error_code=FailureCode.CANCELED.value, error_message=reason, finished_at=_now(),
-        phase="canceled", stage_label=None,
+        job_id,
+        JobStatus.CANCELED,
+        reason=reason,
+        only_from=IN_FLIGHT_STATUSES,
+        error_code=FailureCode.CANCELED.value,
+        error_message=reason,
+        finished_at=_now(),
+        phase="canceled",
+        stage_label=None,
     )
 
 
@@ -249,8 +295,9 @@ def expire_job(svc: Services, job_id: str, *, reason: str, clear_preview: bool) 
     changes: dict[str, object] = {"phase": "expired"}
     if clear_preview:
         changes.update(preview_url=None, preview_expires_at=None)
-    job = svc.jobs.transition(job_id, JobStatus.EXPIRED, reason=reason,
-                              only_from=[JobStatus.READY], **changes)
+    job = svc.jobs.transition(
+        job_id, JobStatus.EXPIRED, reason=reason, only_from=[JobStatus.READY], **changes
+    )
     release_job_resources(svc, job)
     svc.audit.record("job.expired", job_id=job_id, reason=reason)
     return job

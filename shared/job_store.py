@@ -36,7 +36,10 @@ def _as_utc(value: Any) -> datetime | None:
 
 
 def record_to_entity(record: JobRecord) -> dict[str, Any]:
-    entity: dict[str, Any] = {"PartitionKey": JOBS_PARTITION, "RowKey": newest_first_key(record.job_id)}
+    entity: dict[str, Any] = {
+        "PartitionKey": JOBS_PARTITION,
+        "RowKey": newest_first_key(record.job_id),
+    }
     for f in fields(record):
         if f.name == "etag":
             continue
@@ -188,9 +191,7 @@ class JobStore:
     def list_history(self, job_id: str) -> list[dict[str, Any]]:
         with translate_azure_errors("read job history"):
             rows = self.history.query_entities("PartitionKey eq @pk", parameters={"pk": job_id})
-            return [
-                {k: v for k, v in dict(r).items() if k not in ("PartitionKey",)} for r in rows
-            ]
+            return [{k: v for k, v in dict(r).items() if k not in ("PartitionKey",)} for r in rows]
 
     # -- writes ----------------------------------------------------------------------------
     def insert_job(self, record: JobRecord) -> None:
@@ -226,9 +227,7 @@ class JobStore:
         self._write_history(job_id, before.status, after.status, reason)
         return after
 
-    def update(
-        self, job_id: str, mutate: Callable[[JobRecord], JobRecord | None]
-    ) -> JobRecord:
+    def update(self, job_id: str, mutate: Callable[[JobRecord], JobRecord | None]) -> JobRecord:
         """Apply a status-preserving change (progress, cost, log offset). ``mutate`` returning
         ``None`` means "nothing to change" and skips the write."""
 

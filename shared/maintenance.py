@@ -27,10 +27,15 @@ _FINISHED = {"Completed", "Failed", "Terminated", "Canceled"}
 
 class DurableClient(Protocol):
     async def get_status(self, instance_id: str) -> Any: ...
-    async def start_new(self, orchestration_function_name: str, instance_id: str | None = None,
-                        client_input: Any = None) -> str: ...
-    async def raise_event(self, instance_id: str, event_name: str, event_data: Any = None
-                          ) -> None: ...
+    async def start_new(
+        self,
+        orchestration_function_name: str,
+        instance_id: str | None = None,
+        client_input: Any = None,
+    ) -> str: ...
+    async def raise_event(
+        self, instance_id: str, event_name: str, event_data: Any = None
+    ) -> None: ...
     async def purge_instance_history(self, instance_id: str) -> Any: ...
 
 
@@ -48,8 +53,9 @@ class MaintenanceReport:
         return {k: list(v) for k, v in self.__dict__.items()}
 
 
-async def run_maintenance(svc: Services, client: DurableClient, *,
-                          now: datetime | None = None) -> MaintenanceReport:
+async def run_maintenance(
+    svc: Services, client: DurableClient, *, now: datetime | None = None
+) -> MaintenanceReport:
     now = now or datetime.now(UTC)
     report = MaintenanceReport()
     await asyncio.to_thread(_reap_expired, svc, now, report)
@@ -74,8 +80,9 @@ def _reap_expired(svc: Services, now: datetime, report: MaintenanceReport) -> No
             report.errors.append(f"{job.job_id}: expire: {exc}")
 
 
-async def _reconcile(svc: Services, client: DurableClient, now: datetime,
-                     report: MaintenanceReport) -> None:
+async def _reconcile(
+    svc: Services, client: DurableClient, now: datetime, report: MaintenanceReport
+) -> None:
     jobs = await asyncio.to_thread(svc.jobs.iter_jobs, [*IN_FLIGHT_STATUSES, JobStatus.CANCELED])
     for job in jobs:
         try:
@@ -93,18 +100,29 @@ async def _reconcile(svc: Services, client: DurableClient, now: datetime,
                 continue
             if runtime is None:
                 if job.status is JobStatus.QUEUED and now - job.created_at > START_GRACE:
-                    await client.start_new(ORCHESTRATION_NAME, instance_id=job.job_id,
-                                           client_input={"job_id": job.job_id})
+                    await client.start_new(
+                        ORCHESTRATION_NAME,
+                        instance_id=job.job_id,
+                        client_input={"job_id": job.job_id},
+                    )
                     report.restarted.append(job.job_id)
                 elif job.status is not JobStatus.QUEUED:
-                    await asyncio.to_thread(job_steps.fail_job, svc, job.job_id,
-                                            FailureCode.INTERNAL_ERROR.value,
-                                            "orchestration lost mid-build")
+                    await asyncio.to_thread(
+                        job_steps.fail_job,
+                        svc,
+                        job.job_id,
+                        FailureCode.INTERNAL_ERROR.value,
+                        "orchestration lost mid-build",
+                    )
                     report.repaired.append(job.job_id)
             elif runtime in _FINISHED:
-                await asyncio.to_thread(job_steps.fail_job, svc, job.job_id,
-                                        FailureCode.INTERNAL_ERROR.value,
-                                        f"orchestration ended ({runtime}) before the job did")
+                await asyncio.to_thread(
+                    job_steps.fail_job,
+                    svc,
+                    job.job_id,
+                    FailureCode.INTERNAL_ERROR.value,
+                    f"orchestration ended ({runtime}) before the job did",
+                )
                 report.repaired.append(job.job_id)
         except Exception as exc:  # noqa: BLE001 - keep sweeping the other jobs
             report.errors.append(f"{job.job_id}: reconcile: {exc}")
@@ -136,8 +154,9 @@ def _sweep_orphans(svc: Services, report: MaintenanceReport) -> None:
             report.errors.append(f"{job_id}: sweep: {exc}")
 
 
-async def _purge_history(svc: Services, client: DurableClient, now: datetime,
-                         report: MaintenanceReport) -> None:
+async def _purge_history(
+    svc: Services, client: DurableClient, now: datetime, report: MaintenanceReport
+) -> None:
     cutoff = now - timedelta(days=svc.settings.history_retention_days)
     terminal = [JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED]
     jobs = await asyncio.to_thread(svc.jobs.iter_jobs, terminal)
@@ -146,8 +165,9 @@ async def _purge_history(svc: Services, client: DurableClient, now: datetime,
             continue
         try:
             await client.purge_instance_history(job.job_id)
-            await asyncio.to_thread(svc.jobs.update, job.job_id,
-                                    lambda j: replace(j, phase="purged"))
+            await asyncio.to_thread(
+                svc.jobs.update, job.job_id, lambda j: replace(j, phase="purged")
+            )
             report.purged.append(job.job_id)
         except Exception as exc:  # noqa: BLE001
             report.errors.append(f"{job.job_id}: purge: {exc}")

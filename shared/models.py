@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """The seven status strings of the v1 contract."""
 
     QUEUED = "queued"
@@ -52,7 +52,7 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-class FailureCode(str, enum.Enum):
+class FailureCode(enum.StrEnum):
     """Codes that appear only as ``JobView.error.code``."""
 
     INTERNAL_ERROR = "internal_error"

@@ -40,11 +40,18 @@ class ProxyTokenStore:
         digest = sha256_hex(token)
         with translate_azure_errors("store token hash"):
             # The per-job index row is written first so a revoke-by-job always finds the token.
-            self.table.upsert_entity({"PartitionKey": f"job_{job_id}", "RowKey": digest,
-                                      "expires_at": expires_at})
-            self.table.create_entity({"PartitionKey": _TOKEN_PK, "RowKey": digest,
-                                      "job_id": job_id, "expires_at": expires_at,
-                                      "revoked": False})
+            self.table.upsert_entity(
+                {"PartitionKey": f"job_{job_id}", "RowKey": digest, "expires_at": expires_at}
+            )
+            self.table.create_entity(
+                {
+                    "PartitionKey": _TOKEN_PK,
+                    "RowKey": digest,
+                    "job_id": job_id,
+                    "expires_at": expires_at,
+                    "revoked": False,
+                }
+            )
         return token
 
     def lookup(self, token: str) -> TokenInfo | None:
@@ -71,8 +78,9 @@ class ProxyTokenStore:
 
     def hashes_for_job(self, job_id: str) -> list[str]:
         with translate_azure_errors("list job tokens"):
-            rows = self.table.query_entities("PartitionKey eq @pk",
-                                             parameters={"pk": f"job_{job_id}"}, select=["RowKey"])
+            rows = self.table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": f"job_{job_id}"}, select=["RowKey"]
+            )
             return [r["RowKey"] for r in rows]
 
     def revoke_job(self, job_id: str) -> int:

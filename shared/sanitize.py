@@ -14,8 +14,21 @@ _SECRET_PATTERNS = (
     re.compile(r"\bsk-ant-[0-9A-Za-z_-]{8,}"),
 )
 _SECRET_KEYS = frozenset(
-    {"authorization", "token", "api_key", "apikey", "x-api-key", "sas", "sas_url", "password",
-     "secret", "key", "grant", "credential", "auth_token"}
+    {
+        "authorization",
+        "token",
+        "api_key",
+        "apikey",
+        "x-api-key",
+        "sas",
+        "sas_url",
+        "password",
+        "secret",
+        "key",
+        "grant",
+        "credential",
+        "auth_token",
+    }
 )
 
 

@@ -1,4 +1,5 @@
-"""Configuration, read once from the environment (app settings in Azure, local.settings.json locally)."""
+"""Configuration, read once from the environment (app settings in Azure, local.settings.json
+locally)."""
 
 from __future__ import annotations
 

@@ -41,8 +41,10 @@ def apply_stream_lines(record: JobRecord, data: bytes) -> JobRecord:
             done, wip = _int(event.get("tasks_completed")), _int(event.get("tasks_wip"))
             detail.update(tasks_total=total, tasks_completed=done, tasks_wip=wip)
             if total > 0:
-                percent = max(percent, BUILD_PERCENT_START
-                              + (BUILD_PERCENT_SPAN * min(done + wip, total)) // total)
+                percent = max(
+                    percent,
+                    BUILD_PERCENT_START + (BUILD_PERCENT_SPAN * min(done + wip, total)) // total,
+                )
         elif kind == "cost":
             cost = max(cost, _float(event.get("cumulative_usd")))
             tokens_in += _int(event.get("input_tokens"))
@@ -60,8 +62,15 @@ def apply_stream_lines(record: JobRecord, data: bytes) -> JobRecord:
             if event.get("cost_usd") is not None:
                 cost = _float(event.get("cost_usd"))
             detail["report_received"] = True
-    changes.update(detail=detail, quality=quality, percent=percent, stage_label=label,
-                   cost_usd=round(cost, 6), input_tokens=tokens_in, output_tokens=tokens_out)
+    changes.update(
+        detail=detail,
+        quality=quality,
+        percent=percent,
+        stage_label=label,
+        cost_usd=round(cost, 6),
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+    )
     return replace(record, **changes)
 
 

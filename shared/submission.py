@@ -28,8 +28,9 @@ def submit_job(svc: Services, req: SubmitRequest, *, actor: str) -> SubmitOutcom
     ttl = svc.settings.clamp_ttl(req.preview_ttl_hours)
     fingerprint = request_hash(req, ttl)
     job_id = new_job_id()
-    claim = svc.claims.claim_idempotency(req.owner, req.idempotency_key, job_id=job_id,
-                                         request_hash=fingerprint)
+    claim = svc.claims.claim_idempotency(
+        req.owner, req.idempotency_key, job_id=job_id, request_hash=fingerprint
+    )
     if not claim.won:
         replay = _replay(svc, req, claim, fingerprint, job_id)
         if isinstance(replay, SubmitOutcome):
@@ -45,22 +46,38 @@ def submit_job(svc: Services, req: SubmitRequest, *, actor: str) -> SubmitOutcom
         svc.claims.release_idempotency(req.owner, req.idempotency_key, claim)
         raise ApiError(429, "queue_full", "the build queue is full", {"Retry-After": "60"})
     svc.blobs.put_inputs(job_id, spec_md=req.spec_md, tasks_md=req.tasks_md)
-    job = JobRecord(job_id=job_id, app_name=req.app_name, org_slug=req.org_slug, owner=req.owner,
-                    request_hash=fingerprint, created_at=datetime.now(UTC), ttl_hours=ttl)
+    job = JobRecord(
+        job_id=job_id,
+        app_name=req.app_name,
+        org_slug=req.org_slug,
+        owner=req.owner,
+        request_hash=fingerprint,
+        created_at=datetime.now(UTC),
+        ttl_hours=ttl,
+    )
     svc.jobs.insert_job(job)
-    svc.audit.record("job.submitted", job_id=job_id, actor=actor, app_name=req.app_name,
-                     org_slug=req.org_slug, owner=req.owner, ttl_hours=ttl)
+    svc.audit.record(
+        "job.submitted",
+        job_id=job_id,
+        actor=actor,
+        app_name=req.app_name,
+        org_slug=req.org_slug,
+        owner=req.owner,
+        ttl_hours=ttl,
+    )
     return SubmitOutcome(svc.jobs.get_job(job_id), created=True)
 
 
-def _replay(svc: Services, req: SubmitRequest, claim: IdempotencyClaim, fingerprint: str,
-            job_id: str) -> SubmitOutcome | IdempotencyClaim:
+def _replay(
+    svc: Services, req: SubmitRequest, claim: IdempotencyClaim, fingerprint: str, job_id: str
+) -> SubmitOutcome | IdempotencyClaim:
     """A claim exists. Same body -> the existing job; different body -> 409. If the claimant
     never wrote its job row (it died, or was refused and gave the key back), take the key and
     return our winning claim so the submit proceeds."""
     if claim.request_hash != fingerprint:
-        raise ApiError(409, "idempotency_conflict",
-                       "idempotency_key reused with a different request")
+        raise ApiError(
+            409, "idempotency_conflict", "idempotency_key reused with a different request"
+        )
     deadline = time.monotonic() + _WAIT_FOR_PEER_SECS
     while True:
         existing = svc.jobs.find_job(claim.job_id)
@@ -68,25 +85,31 @@ def _replay(svc: Services, req: SubmitRequest, claim: IdempotencyClaim, fingerpr
             return SubmitOutcome(existing, created=False)
         if datetime.now(UTC) - claim.claimed_at > STALE_CLAIM_AFTER:
             taken = svc.claims.take_over_idempotency(
-                req.owner, req.idempotency_key, claim, job_id=job_id, request_hash=fingerprint)
+                req.owner, req.idempotency_key, claim, job_id=job_id, request_hash=fingerprint
+            )
             if taken is not None:
                 return taken
         if time.monotonic() > deadline:
-            raise ApiError(409, "idempotency_in_progress",
-                           "a request with this idempotency_key is still being accepted; retry",
-                           {"Retry-After": "1"})
+            raise ApiError(
+                409,
+                "idempotency_in_progress",
+                "a request with this idempotency_key is still being accepted; retry",
+                {"Retry-After": "1"},
+            )
         time.sleep(_PEER_POLL_SECS)
         latest = svc.claims.get_idempotency(req.owner, req.idempotency_key)
         if latest is None:  # the claimant was refused (409/429) and gave the key back
-            retry = svc.claims.claim_idempotency(req.owner, req.idempotency_key, job_id=job_id,
-                                                 request_hash=fingerprint)
+            retry = svc.claims.claim_idempotency(
+                req.owner, req.idempotency_key, job_id=job_id, request_hash=fingerprint
+            )
             if retry.won:
                 return retry
             latest = retry
         claim = latest
         if claim.request_hash != fingerprint:
-            raise ApiError(409, "idempotency_conflict",
-                           "idempotency_key reused with a different request")
+            raise ApiError(
+                409, "idempotency_conflict", "idempotency_key reused with a different request"
+            )
 
 
 def _claim_app_name(svc: Services, req: SubmitRequest, job_id: str) -> None:
@@ -96,13 +119,14 @@ def _claim_app_name(svc: Services, req: SubmitRequest, job_id: str) -> None:
             return
         held_by = svc.jobs.find_job(holder)
         if held_by is not None and held_by.status.is_active:
-            raise ApiError(409, "app_name_conflict",
-                           "app_name is already in use by an in-flight or live build")
+            raise ApiError(
+                409, "app_name_conflict", "app_name is already in use by an in-flight or live build"
+            )
         if held_by is None and not _claim_is_stale(svc, req):
-            raise ApiError(409, "app_name_conflict",
-                           "app_name is being claimed by another request")
-        if svc.claims.replace_app_name_holder(req.app_name, req.org_slug, stale_job_id=holder,
-                                              job_id=job_id):
+            raise ApiError(409, "app_name_conflict", "app_name is being claimed by another request")
+        if svc.claims.replace_app_name_holder(
+            req.app_name, req.org_slug, stale_job_id=holder, job_id=job_id
+        ):
             return
     raise ApiError(409, "app_name_conflict", "app_name is contended; retry")
 

@@ -1,4 +1,5 @@
-"""Request validation for ``POST /v1/jobs`` (pydantic does the typing; the contract's rules are here)."""
+"""Request validation for ``POST /v1/jobs``: pydantic does the typing, the contract's rules are
+here."""
 
 from __future__ import annotations
 

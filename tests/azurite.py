@@ -13,8 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "devstoreaccount1"
-KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
-       "KBHBeksoGMGw==")
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def free_port() -> int:
@@ -33,10 +32,12 @@ class Azurite:
     @property
     def connection_string(self) -> str:
         base = "http://127.0.0.1"
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-                f"BlobEndpoint={base}:{self.blob_port}/{ACCOUNT};"
-                f"QueueEndpoint={base}:{self.queue_port}/{ACCOUNT};"
-                f"TableEndpoint={base}:{self.table_port}/{ACCOUNT};")
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+            f"BlobEndpoint={base}:{self.blob_port}/{ACCOUNT};"
+            f"QueueEndpoint={base}:{self.queue_port}/{ACCOUNT};"
+            f"TableEndpoint={base}:{self.table_port}/{ACCOUNT};"
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -55,21 +56,43 @@ def azurite_binary() -> str:
     found = shutil.which("azurite")
     if found:
         return found
-    raise RuntimeError("Azurite is not installed: run `npm ci` in the repository root "
-                       "(the README's test command does it for you)")
+    raise RuntimeError(
+        "Azurite is not installed: run `npm ci` in the repository root "
+        "(the README's test command does it for you)"
+    )
 
 
 def start_azurite(log_dir: Path) -> Azurite:
     ports = [free_port() for _ in range(3)]
     log_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [azurite_binary(), "--silent", "--inMemoryPersistence", "--skipApiVersionCheck",
-           "--disableTelemetry", "--loose",
-           "--blobHost", "127.0.0.1", "--blobPort", str(ports[0]),
-           "--queueHost", "127.0.0.1", "--queuePort", str(ports[1]),
-           "--tableHost", "127.0.0.1", "--tablePort", str(ports[2])]
+    cmd = [
+        azurite_binary(),
+        "--silent",
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+        "--loose",
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(ports[0]),
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(ports[1]),
+        "--tableHost",
+        "127.0.0.1",
+        "--tablePort",
+        str(ports[2]),
+    ]
     with (log_dir / "azurite.log").open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     azurite = Azurite(proc, *ports)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -84,9 +84,16 @@ class Api:
 
     host: FunctionHost
 
-    def call(self, method: str, path: str, *, body: Any = None, raw: bytes | None = None,
-             key: str | None = API_KEY, headers: dict[str, str] | None = None
-             ) -> tuple[int, Any, dict[str, str]]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        raw: bytes | None = None,
+        key: str | None = API_KEY,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
         sent = dict(headers or {})
         if key is not None:
             sent["Authorization"] = f"Bearer {key}"

@@ -17,8 +17,10 @@ STREAM = (
     b'{"event_schema_version":1,"event":"cost","delta_usd":0.5,"cumulative_usd":0.5,'
     b'"input_tokens":10,"output_tokens":5}\n'
 )
-REPORT = (b'{"schema_version":3,"tasks":[{"id":"T1","status":"DONE","findings":{"high":0,'
-          b'"medium":1,"low":0}}],"cost_usd":0.75}\n')
+REPORT = (
+    b'{"schema_version":3,"tasks":[{"id":"T1","status":"DONE","findings":{"high":0,'
+    b'"medium":1,"low":0}}],"cost_usd":0.75}\n'
+)
 
 
 @dataclass
@@ -106,5 +108,8 @@ class ScriptedBackend:
         return removed
 
     def list_resources(self) -> list[ResourceRef]:
-        return [ResourceRef(job_id, kind, kind) for job_id, kinds in self.resources.items()
-                for kind in sorted(kinds)]
+        return [
+            ResourceRef(job_id, kind, kind)
+            for job_id, kinds in self.resources.items()
+            for kind in sorted(kinds)
+        ]

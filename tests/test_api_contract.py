@@ -12,12 +12,19 @@ from shared.services import use_services
 from tests.conftest import ALICE_KEY, API_KEY, READ_KEY, submission
 from tests.scripted_backend import ScriptedBackend
 
-JOB_ROUTES = [("GET", "/v1/jobs/{id}"), ("GET", "/v1/jobs/{id}/logs"),
-              ("GET", "/v1/jobs/{id}/artifact"), ("POST", "/v1/jobs/{id}/cancel"),
-              ("DELETE", "/v1/jobs/{id}/preview")]
+JOB_ROUTES = [
+    ("GET", "/v1/jobs/{id}"),
+    ("GET", "/v1/jobs/{id}/logs"),
+    ("GET", "/v1/jobs/{id}/artifact"),
+    ("POST", "/v1/jobs/{id}/cancel"),
+    ("DELETE", "/v1/jobs/{id}/preview"),
+]
 ALL_V1 = [("POST", "/v1/jobs"), ("GET", "/v1/jobs"), *JOB_ROUTES]
-WRITE_ROUTES = {("POST", "/v1/jobs"), ("POST", "/v1/jobs/{id}/cancel"),
-                ("DELETE", "/v1/jobs/{id}/preview")}
+WRITE_ROUTES = {
+    ("POST", "/v1/jobs"),
+    ("POST", "/v1/jobs/{id}/cancel"),
+    ("DELETE", "/v1/jobs/{id}/preview"),
+}
 
 
 @pytest.fixture
@@ -31,6 +38,10 @@ def assert_error(status: int, body: object, expected_status: int, code: str) -> 
     assert status == expected_status, body
     assert isinstance(body, dict)
     assert body["schema_version"] == 1 and body["error"] == code and body["message"]
+
+
+def assert_call_error(result: tuple, expected_status: int, code: str) -> None:
+    assert_error(result[0], result[1], expected_status, code)
 
 
 def submit(api, **overrides):
@@ -68,14 +79,17 @@ def test_auth_matrix(api, services, method: str, path: str) -> None:
 
 @pytest.mark.parametrize(("method", "path"), ALL_V1)
 def test_no_configured_keys_refuses_every_v1_call(api, services, method, path) -> None:
-    services.settings = services.settings.__class__(**{**services.settings.__dict__,
-                                                       "api_keys": ""})
+    services.settings = services.settings.__class__(
+        **{**services.settings.__dict__, "api_keys": ""}
+    )
     use_services(services)
-    status, reply, _ = api.call(method, path.replace("{id}", "fj_01JXXXXXXXXXXXXXXXXXXXXXXX"),
-                                key="")
+    status, reply, _ = api.call(
+        method, path.replace("{id}", "fj_01JXXXXXXXXXXXXXXXXXXXXXXX"), key=""
+    )
     assert_error(status, reply, 401, "unauthorized")
-    status, reply, _ = api.call(method, path.replace("{id}", "fj_01JXXXXXXXXXXXXXXXXXXXXXXX"),
-                                key=API_KEY)
+    status, reply, _ = api.call(
+        method, path.replace("{id}", "fj_01JXXXXXXXXXXXXXXXXXXXXXXX"), key=API_KEY
+    )
     assert_error(status, reply, 401, "unauthorized")
     assert api.call("GET", "/v1/healthz", key=None)[0] == 200
 
@@ -83,8 +97,7 @@ def test_no_configured_keys_refuses_every_v1_call(api, services, method, path) -
 def test_restricted_key_may_only_submit_for_its_owner_and_org(api) -> None:
     status, reply, _ = api.call("POST", "/v1/jobs", body=submission(owner="bob"), key=ALICE_KEY)
     assert_error(status, reply, 403, "forbidden")
-    status, reply, _ = api.call("POST", "/v1/jobs", body=submission(org_slug="beta"),
-                                key=ALICE_KEY)
+    status, reply, _ = api.call("POST", "/v1/jobs", body=submission(org_slug="beta"), key=ALICE_KEY)
     assert_error(status, reply, 403, "forbidden")
     status, reply, _ = api.call("POST", "/v1/jobs", body=submission(), key=ALICE_KEY)
     assert status == 202, reply
@@ -94,20 +107,30 @@ def test_submit_returns_202_with_location_and_the_contract_body(api, driver) -> 
     status, body, headers = submit(api)
     assert status == 202
     assert re.fullmatch(r"fj_[0-9A-HJKMNP-TV-Z]{26}", body["job_id"])
-    assert body == {"schema_version": 1, "job_id": body["job_id"], "status": "queued",
-                    "queue_position": 1, "created_at": body["created_at"],
-                    "poll_url": f"/v1/jobs/{body['job_id']}"}
+    assert body == {
+        "schema_version": 1,
+        "job_id": body["job_id"],
+        "status": "queued",
+        "queue_position": 1,
+        "created_at": body["created_at"],
+        "poll_url": f"/v1/jobs/{body['job_id']}",
+    }
     assert body["created_at"].endswith("Z")
     assert headers["Location"] == body["poll_url"]
     assert driver.instances[body["job_id"]].status == "Running"  # orchestration started
 
 
-@pytest.mark.parametrize(("raw", "fragment"), [
-    (b"{", "not valid JSON"), (b"[]", "JSON object"), (b'{"app_name": 1}', "wrong type"),
-    (json.dumps({**submission(), "extra": 1}).encode(), "unknown field"),
-    (json.dumps({**submission(), "app_name": "Bad_Name"}).encode(), "app_name must be"),
-    (json.dumps({**submission(), "spec_md": ""}).encode(), "spec_md must not be empty"),
-])
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"{", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"app_name": 1}', "wrong type"),
+        (json.dumps({**submission(), "extra": 1}).encode(), "unknown field"),
+        (json.dumps({**submission(), "app_name": "Bad_Name"}).encode(), "app_name must be"),
+        (json.dumps({**submission(), "spec_md": ""}).encode(), "spec_md must not be empty"),
+    ],
+)
 def test_bad_bodies_get_validation_error_never_500(api, raw: bytes, fragment: str) -> None:
     status, body, _ = api.call("POST", "/v1/jobs", raw=raw)
     assert_error(status, body, 400, "validation_error")
@@ -132,8 +155,9 @@ def test_idempotent_replay_and_conflict(api, driver) -> None:
     assert_error(status, body, 409, "idempotency_conflict")
     status, body, _ = submit(api, preview_ttl_hours=48)  # TTL is part of the fingerprint
     assert_error(status, body, 409, "idempotency_conflict")
-    status, other, _ = api.call("POST", "/v1/jobs", body=submission(owner="bob",
-                                                                    app_name="other-app"))
+    status, other, _ = api.call(
+        "POST", "/v1/jobs", body=submission(owner="bob", app_name="other-app")
+    )
     assert status == 202 and other["job_id"] != first["job_id"]
 
 
@@ -157,32 +181,58 @@ def test_app_name_conflict_is_per_org_and_ends_with_the_job(api, driver, scripte
 
 
 def test_queue_full_gives_429_and_releases_the_key(api, services) -> None:
-    services.settings = services.settings.__class__(**{**services.settings.__dict__,
-                                                       "queue_cap": 2})
+    services.settings = services.settings.__class__(
+        **{**services.settings.__dict__, "queue_cap": 2}
+    )
     assert submit(api, app_name="a1", idempotency_key="1")[0] == 202
     assert submit(api, app_name="a2", idempotency_key="2")[0] == 202
     status, body, headers = submit(api, app_name="a3", idempotency_key="3")
     assert_error(status, body, 429, "queue_full")
     assert headers["Retry-After"] == "60"
-    services.settings = services.settings.__class__(**{**services.settings.__dict__,
-                                                       "queue_cap": 3})
+    services.settings = services.settings.__class__(
+        **{**services.settings.__dict__, "queue_cap": 3}
+    )
     assert submit(api, app_name="a3", idempotency_key="3")[0] == 202  # key and name were freed
 
 
 def test_get_and_list_jobs(api, services) -> None:
-    ids = [submit(api, app_name=f"app-{i}", idempotency_key=str(i),
-                  owner="alice" if i % 2 else "bob", org_slug="acme")[1]["job_id"]
-           for i in range(5)]
+    ids = [
+        submit(
+            api,
+            app_name=f"app-{i}",
+            idempotency_key=str(i),
+            owner="alice" if i % 2 else "bob",
+            org_slug="acme",
+        )[1]["job_id"]
+        for i in range(5)
+    ]
     status, view, headers = api.call("GET", f"/v1/jobs/{ids[0]}")
     assert status == 200 and headers["Retry-After"] == "5"
-    for field in ("job_id", "app_name", "org_slug", "owner", "status", "phase", "percent",
-                  "stage_label", "preview_url", "preview_expires_at", "expires_at",
-                  "queue_position", "cost_usd", "created_at", "started_at", "finished_at",
-                  "error", "quality", "detail"):
+    for field in (
+        "job_id",
+        "app_name",
+        "org_slug",
+        "owner",
+        "status",
+        "phase",
+        "percent",
+        "stage_label",
+        "preview_url",
+        "preview_expires_at",
+        "expires_at",
+        "queue_position",
+        "cost_usd",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "error",
+        "quality",
+        "detail",
+    ):
         assert field in view
     assert view["quality"] == {"audit": "pending", "findings": {"high": 0, "medium": 0, "low": 0}}
-    assert_error(*api.call("GET", "/v1/jobs/fj_01JNOPENOPENOPENOPENOPENOP")[:2], 404, "not_found")
-    assert_error(*api.call("GET", "/v1/jobs/not-an-id")[:2], 404, "not_found")
+    assert_call_error(api.call("GET", "/v1/jobs/fj_01JNOPENOPENOPENOPENOPENOP"), 404, "not_found")
+    assert_call_error(api.call("GET", "/v1/jobs/not-an-id"), 404, "not_found")
     pages, cursor = [], None
     while True:
         query = "/v1/jobs?limit=2" + (f"&cursor={cursor}" if cursor else "")
@@ -198,8 +248,8 @@ def test_get_and_list_jobs(api, services) -> None:
     _, queued, _ = api.call("GET", "/v1/jobs?status=queued&owner=bob")
     assert len(queued["jobs"]) == 3
     for bad in ("status=bogus", "limit=0", "limit=101", "limit=x", "cursor=%21%21"):
-        assert_error(*api.call("GET", f"/v1/jobs?{bad}")[:2], 400, "validation_error")
-    assert_error(*api.call("GET", "/v1/jobs?owner=bob", key=ALICE_KEY)[:2], 403, "forbidden")
+        assert_call_error(api.call("GET", f"/v1/jobs?{bad}"), 400, "validation_error")
+    assert_call_error(api.call("GET", "/v1/jobs?owner=bob", key=ALICE_KEY), 403, "forbidden")
 
 
 def test_logs_text_filters_and_cursor_mode(api, driver, scripted) -> None:
@@ -234,7 +284,7 @@ def test_artifact_redirects_to_a_short_lived_read_only_url(api, driver, scripted
     assert status == 302
     location = headers["Location"]
     assert "sp=r&" in location and "se=" in location
-    with urllib.request.urlopen(location, timeout=5) as resp:  # noqa: S310 - loopback Azurite
+    with urllib.request.urlopen(location, timeout=5) as resp:
         assert resp.read() == b"\x1f\x8bfake-tarball"
 
 

@@ -35,7 +35,7 @@ def test_submit_to_ready_serves_the_generated_app(api, driver, services) -> None
     assert view["detail"]["tasks_total"] == 3  # two tasks + the preview contract task
     assert view["cost_usd"] > 0
     assert view["preview_url"].startswith("http://127.0.0.1:")
-    with urllib.request.urlopen(view["preview_url"], timeout=5) as resp:  # noqa: S310
+    with urllib.request.urlopen(view["preview_url"], timeout=5) as resp:
         page = resp.read().decode()
     assert "Hello World" in page
     # The log was followed into the append blob while the build ran.
@@ -82,7 +82,9 @@ def test_cancel_on_local_backend_leaves_nothing_running(api, driver, services, p
     status, accepted, _ = api.call("POST", "/v1/jobs", body=body)
     job_id = accepted["job_id"]
     if phase == "building":
-        driver.run_to_completion(job_id, until=lambda i: i.custom_status.get("phase") == "build_wait")
+        driver.run_to_completion(
+            job_id, until=lambda i: i.custom_status.get("phase") == "build_wait"
+        )
         assert services.backend.list_resources()
     status, view, _ = api.call("POST", f"/v1/jobs/{job_id}/cancel")
     assert status == 200

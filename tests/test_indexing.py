@@ -18,14 +18,26 @@ EXPECTED_ROUTES = {
     "healthz": ("v1/healthz", ["GET"]),
     "openapi": ("v1/openapi.json", ["GET"]),
 }
-ACTIVITIES = {"claim_build_slot", "start_build", "check_build", "stop_build_for_timeout",
-              "start_image", "check_image", "start_preview", "check_preview", "finalize_ready",
-              "fail_job", "compensate_cancel"}
+ACTIVITIES = {
+    "claim_build_slot",
+    "start_build",
+    "check_build",
+    "stop_build_for_timeout",
+    "start_image",
+    "check_image",
+    "start_preview",
+    "check_preview",
+    "finalize_ready",
+    "fail_job",
+    "compensate_cancel",
+}
 
 
 def _functions() -> dict[str, dict]:
-    return {f.get_function_name(): json.loads(f.get_function_json())
-            for f in indexed_functions(function_app.app)}
+    return {
+        f.get_function_name(): json.loads(f.get_function_json())
+        for f in indexed_functions(function_app.app)
+    }
 
 
 def test_every_http_route_is_registered_with_anonymous_host_auth() -> None:

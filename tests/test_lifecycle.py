@@ -39,16 +39,20 @@ def phase_is(name: str):
 
 def assert_nothing_left(services, scripted: ScriptedBackend, job_id: str) -> None:
     assert scripted.resources.get(job_id) is None
-    assert all(services.tokens.table.get_entity("token", h)["revoked"]
-               for h in services.tokens.hashes_for_job(job_id))
+    assert all(
+        services.tokens.table.get_entity("token", h)["revoked"]
+        for h in services.tokens.hashes_for_job(job_id)
+    )
 
 
 @pytest.mark.parametrize("phase", ["slot", "build_wait", "image_wait", "preview_wait"])
-def test_cancel_in_every_phase_tears_everything_down(api, driver, services, scripted,
-                                                     phase) -> None:
+def test_cancel_in_every_phase_tears_everything_down(
+    api, driver, services, scripted, phase
+) -> None:
     if phase == "slot":  # hold the only build slot with another job
         services.settings = services.settings.__class__(
-            **{**services.settings.__dict__, "max_concurrent_builds": 1})
+            **{**services.settings.__dict__, "max_concurrent_builds": 1}
+        )
         blocker = submit(api, app_name="blocker", idempotency_key="b")
         driver.run_to_completion(blocker, until=phase_is("build_wait"))
     job_id = submit(api)
@@ -92,8 +96,9 @@ def test_cancel_of_ready_is_refused_use_delete_preview(api, driver, services, sc
     assert status == 400 and body["message"] == "job has no active preview"
 
 
-def test_ttl_reaper_expires_previews_and_tears_them_down(api, driver, client, services,
-                                                         scripted) -> None:
+def test_ttl_reaper_expires_previews_and_tears_them_down(
+    api, driver, client, services, scripted
+) -> None:
     scripted.auto = True
     short = submit(api, app_name="short", idempotency_key="s", preview_ttl_hours=1)
     long = submit(api, app_name="long", idempotency_key="l", preview_ttl_hours=72)
@@ -112,8 +117,9 @@ def test_timer_trigger_runs_the_maintenance_pass(api, client, services) -> None:
     asyncio.run(api.host.run_timer("maintenance"))  # nothing to do, but it must run cleanly
 
 
-def test_reconciler_repairs_rows_whose_orchestration_died(api, driver, client, services,
-                                                          scripted) -> None:
+def test_reconciler_repairs_rows_whose_orchestration_died(
+    api, driver, client, services, scripted
+) -> None:
     job_id = submit(api)
     driver.run_to_completion(job_id, until=phase_is("build_wait"))
     driver.terminate(job_id, "operator")
@@ -126,8 +132,9 @@ def test_reconciler_repairs_rows_whose_orchestration_died(api, driver, client, s
     assert_nothing_left(services, scripted, job_id)
 
 
-def test_reconciler_starts_jobs_whose_orchestration_never_started(services, driver, client,
-                                                                  scripted) -> None:
+def test_reconciler_starts_jobs_whose_orchestration_never_started(
+    services, driver, client, scripted
+) -> None:
     failing = InProcessDurableClient(driver, drive=False)
 
     async def broken_start(*args, **kwargs):
@@ -177,7 +184,8 @@ def test_history_is_purged_after_retention(api, driver, client, services, script
 
 def test_build_slots_limit_concurrent_builds(api, driver, services, scripted) -> None:
     services.settings = services.settings.__class__(
-        **{**services.settings.__dict__, "max_concurrent_builds": 1})
+        **{**services.settings.__dict__, "max_concurrent_builds": 1}
+    )
     first = submit(api, app_name="first", idempotency_key="1")
     second = submit(api, app_name="second", idempotency_key="2")
     driver.run_to_completion(first, until=phase_is("build_wait"))

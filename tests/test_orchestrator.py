@@ -35,12 +35,14 @@ class Stubs:
             names.START_BUILD: lambda p: StepResult(data=LIMITS).to_dict(),
             names.CHECK_BUILD: lambda p: OK,
             names.STOP_BUILD_FOR_TIMEOUT: lambda p: StepResult.failure(
-                "build_timeout", "build exceeded the 3600s wall-clock timeout").to_dict(),
+                "build_timeout", "build exceeded the 3600s wall-clock timeout"
+            ).to_dict(),
             names.START_IMAGE: lambda p: OK,
             names.CHECK_IMAGE: lambda p: StepResult(data={"image_ref": "img:1"}).to_dict(),
             names.START_PREVIEW: lambda p: OK,
             names.CHECK_PREVIEW: lambda p: StepResult(
-                data={"preview_url": "https://app.acme.example"}).to_dict(),
+                data={"preview_url": "https://app.acme.example"}
+            ).to_dict(),
             names.FINALIZE_READY: lambda p: OK,
             names.FAIL_JOB: lambda p: OK,
             names.COMPENSATE_CANCEL: lambda p: OK,
@@ -53,6 +55,7 @@ class Stubs:
             self.calls.append(name)
             self.payloads.setdefault(name, []).append(payload)
             return self.behaviour[name](payload)
+
         return activity
 
     def sequence(self, name: str, *results: dict[str, Any]) -> None:
@@ -80,22 +83,40 @@ def test_happy_path_runs_every_step_in_order(driver: Driver, stubs: Stubs) -> No
     began = driver.now()
     inst = driver.run_to_completion(JOB)
     assert inst.status == "Completed"
-    assert inst.output == {"job_id": JOB, "status": "ready",
-                           "preview_url": "https://app.acme.example"}
-    assert stubs.calls == [names.CLAIM_BUILD_SLOT, names.START_BUILD, *[names.CHECK_BUILD] * 4,
-                           names.START_IMAGE, names.CHECK_IMAGE, names.START_PREVIEW,
-                           names.CHECK_PREVIEW, names.FINALIZE_READY]
+    assert inst.output == {
+        "job_id": JOB,
+        "status": "ready",
+        "preview_url": "https://app.acme.example",
+    }
+    assert stubs.calls == [
+        names.CLAIM_BUILD_SLOT,
+        names.START_BUILD,
+        *[names.CHECK_BUILD] * 4,
+        names.START_IMAGE,
+        names.CHECK_IMAGE,
+        names.START_PREVIEW,
+        names.CHECK_PREVIEW,
+        names.FINALIZE_READY,
+    ]
     # Three waits with backoff 3 s, 4 s, 6 s on durable timers (no busy loop).
     assert driver.now() - began == timedelta(seconds=3 + 4 + 6)
     phases = [s["phase"] for s in inst.custom_status_log]
     assert phases[0] == "slot" and phases[-1] == "ready"
-    assert {"build", "build_wait", "image", "image_wait", "preview", "preview_wait",
-            "finalize"} <= set(phases)
+    assert {
+        "build",
+        "build_wait",
+        "image",
+        "image_wait",
+        "preview",
+        "preview_wait",
+        "finalize",
+    } <= set(phases)
     assert stubs.payloads[names.START_PREVIEW] == [{"job_id": JOB, "image_ref": "img:1"}]
 
 
-def test_transient_failures_are_retried_with_durable_retry_timers(driver: Driver,
-                                                                  stubs: Stubs) -> None:
+def test_transient_failures_are_retried_with_durable_retry_timers(
+    driver: Driver, stubs: Stubs
+) -> None:
     attempts = []
 
     def hook(name: str, payload: Any, attempt: int) -> None:
@@ -114,8 +135,7 @@ def test_transient_failures_are_retried_with_durable_retry_timers(driver: Driver
     assert names.FAIL_JOB not in stubs.calls
 
 
-def test_exhausted_retries_fail_the_job_with_internal_error(driver: Driver,
-                                                           stubs: Stubs) -> None:
+def test_exhausted_retries_fail_the_job_with_internal_error(driver: Driver, stubs: Stubs) -> None:
     def hook(name: str, payload: Any, attempt: int) -> None:
         if name == names.START_BUILD:
             raise RuntimeError("storage down")
@@ -134,7 +154,8 @@ def test_exhausted_retries_fail_the_job_with_internal_error(driver: Driver,
 
 def test_expected_failures_are_values_not_retries(driver: Driver, stubs: Stubs) -> None:
     stubs.behaviour[names.CHECK_BUILD] = lambda p: StepResult.failure(
-        "build_crashed", "no terminal report in the build stream").to_dict()
+        "build_crashed", "no terminal report in the build stream"
+    ).to_dict()
     start(driver)
     inst = driver.run_to_completion(JOB)
     assert inst.output["code"] == "build_crashed"
@@ -152,8 +173,7 @@ def test_a_canceled_row_seen_by_an_activity_compensates(driver: Driver, stubs: S
     assert names.FAIL_JOB not in stubs.calls
 
 
-def test_cancel_event_interrupts_a_wait_and_cancels_its_timer(driver: Driver,
-                                                              stubs: Stubs) -> None:
+def test_cancel_event_interrupts_a_wait_and_cancels_its_timer(driver: Driver, stubs: Stubs) -> None:
     stubs.behaviour[names.CHECK_BUILD] = lambda p: WAIT
     start(driver)
     driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("round", 0) >= 2)
@@ -166,8 +186,9 @@ def test_cancel_event_interrupts_a_wait_and_cancels_its_timer(driver: Driver,
     assert not inst.timers  # the pending poll timer was cancelled, not left to fire
 
 
-def test_cancel_raised_before_the_orchestrator_waits_for_it_is_not_lost(driver: Driver,
-                                                                        stubs: Stubs) -> None:
+def test_cancel_raised_before_the_orchestrator_waits_for_it_is_not_lost(
+    driver: Driver, stubs: Stubs
+) -> None:
     stubs.behaviour[names.CHECK_BUILD] = lambda p: WAIT
     start(driver)  # claim_build_slot is scheduled but has not run yet
     driver.raise_event(JOB, run_job.CANCEL_EVENT, {"by": "test"})
@@ -182,7 +203,8 @@ def test_long_builds_continue_as_new_so_history_stays_bounded(schema: int) -> No
         stubs = Stubs(driver)
         stubs.sequence(names.CHECK_BUILD, *[WAIT] * polls, OK)
         stubs.behaviour[names.START_BUILD] = lambda p: StepResult(
-            data={**LIMITS, "build_timeout_secs": 86_400}).to_dict()
+            data={**LIMITS, "build_timeout_secs": 86_400}
+        ).to_dict()
         start(driver)
         inst = driver.run_to_completion(JOB)
         assert inst.output["status"] == "ready"
@@ -208,7 +230,8 @@ def test_continue_as_new_keeps_phase_and_deadline(driver: Driver, stubs: Stubs) 
 def test_build_timeout_stops_the_build_then_fails(driver: Driver, stubs: Stubs) -> None:
     stubs.behaviour[names.CHECK_BUILD] = lambda p: WAIT
     stubs.behaviour[names.START_BUILD] = lambda p: StepResult(
-        data={**LIMITS, "build_timeout_secs": 120}).to_dict()
+        data={**LIMITS, "build_timeout_secs": 120}
+    ).to_dict()
     start(driver)
     began = driver.now()
     inst = driver.run_to_completion(JOB)

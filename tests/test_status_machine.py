@@ -7,9 +7,15 @@ import itertools
 from shared.models import JobStatus
 
 ALLOWED = {
-    ("queued", "building"), ("queued", "failed"), ("queued", "canceled"),
-    ("building", "deploying"), ("building", "failed"), ("building", "canceled"),
-    ("deploying", "ready"), ("deploying", "failed"), ("deploying", "canceled"),
+    ("queued", "building"),
+    ("queued", "failed"),
+    ("queued", "canceled"),
+    ("building", "deploying"),
+    ("building", "failed"),
+    ("building", "canceled"),
+    ("deploying", "ready"),
+    ("deploying", "failed"),
+    ("deploying", "canceled"),
     ("ready", "expired"),
 }
 
@@ -20,5 +26,9 @@ def test_transition_table_is_exactly_the_contracts() -> None:
 
 
 def test_terminal_statuses() -> None:
-    assert {s.value for s in JobStatus if s.is_terminal} == {"ready", "failed", "canceled",
-                                                             "expired"}
+    assert {s.value for s in JobStatus if s.is_terminal} == {
+        "ready",
+        "failed",
+        "canceled",
+        "expired",
+    }

@@ -16,8 +16,14 @@ from shared.models import JobRecord, JobStatus
 
 
 def new_job(**overrides) -> JobRecord:
-    base = {"job_id": new_job_id(), "app_name": "app", "owner": "alice", "request_hash": "h",
-            "created_at": datetime.now(UTC), "ttl_hours": 24}
+    base = {
+        "job_id": new_job_id(),
+        "app_name": "app",
+        "owner": "alice",
+        "request_hash": "h",
+        "created_at": datetime.now(UTC),
+        "ttl_hours": 24,
+    }
     base.update(overrides)
     return JobRecord(**base)
 
@@ -40,14 +46,18 @@ def test_transitions_follow_the_state_machine_and_write_history(services) -> Non
     with pytest.raises(IllegalTransition):
         services.jobs.transition(job.job_id, JobStatus.READY, reason="skip deploying")
     with pytest.raises(IllegalTransition):
-        services.jobs.transition(job.job_id, JobStatus.CANCELED, reason="x",
-                                 only_from=[JobStatus.QUEUED])
+        services.jobs.transition(
+            job.job_id, JobStatus.CANCELED, reason="x", only_from=[JobStatus.QUEUED]
+        )
     services.jobs.transition(job.job_id, JobStatus.CANCELED, reason="by caller")
     with pytest.raises(IllegalTransition):
         services.jobs.transition(job.job_id, JobStatus.BUILDING, reason="resurrect")
     history = services.jobs.list_history(job.job_id)
     assert [(r["from_status"], r["to_status"]) for r in history] == [
-        ("", "queued"), ("queued", "building"), ("building", "canceled")]
+        ("", "queued"),
+        ("queued", "building"),
+        ("building", "canceled"),
+    ]
 
 
 def test_concurrent_transitions_are_etag_guarded_exactly_one_wins(services) -> None:
@@ -65,8 +75,9 @@ def test_concurrent_transitions_are_etag_guarded_exactly_one_wins(services) -> N
         except IllegalTransition:
             outcomes.append("refused")
 
-    threads = [threading.Thread(target=race, args=(t,)) for t in
-               [JobStatus.CANCELED, JobStatus.FAILED] * 4]
+    threads = [
+        threading.Thread(target=race, args=(t,)) for t in [JobStatus.CANCELED, JobStatus.FAILED] * 4
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -174,24 +185,29 @@ def test_signed_urls_are_read_only_and_scoped_to_one_blob(services) -> None:
     blobs = services.blobs
     blobs.put_artifact("fj_A", b"tarball")
     url = blobs.signed_url("fj_A", "output/source.tar.gz", permission="r", ttl_secs=300)
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback Azurite
+    with urllib.request.urlopen(url, timeout=5) as resp:
         assert resp.read() == b"tarball"
-    put = urllib.request.Request(url, data=b"evil", method="PUT",
-                                 headers={"x-ms-blob-type": "BlockBlob"})
+    put = urllib.request.Request(
+        url, data=b"evil", method="PUT", headers={"x-ms-blob-type": "BlockBlob"}
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(put, timeout=5)  # noqa: S310
+        urllib.request.urlopen(put, timeout=5)
     assert refused.value.code == 403
     refused.value.close()
     other = url.replace("fj_A/output/source.tar.gz", "fj_A/input/SPEC.md")
     with pytest.raises(urllib.error.HTTPError) as wrong_blob:
-        urllib.request.urlopen(other, timeout=5)  # noqa: S310
+        urllib.request.urlopen(other, timeout=5)
     assert wrong_blob.value.code == 403
     wrong_blob.value.close()
 
 
 def test_audit_is_append_only_and_scrubbed(services) -> None:
-    services.audit.record("job.test", job_id="fj_A", token="fb_01JSECRETSECRETSECRETSECRE",
-                          note="see https://x/blob?sv=1&sig=abcdef&se=2")
+    services.audit.record(
+        "job.test",
+        job_id="fj_A",
+        token="fb_01JSECRETSECRETSECRETSECRE",
+        note="see https://x/blob?sv=1&sig=abcdef&se=2",
+    )
     services.audit.record("job.test", job_id="fj_B")
     lines = services.audit.read_day(datetime.now(UTC))
     assert [line["job_id"] for line in lines] == ["fj_A", "fj_B"]

@@ -8,8 +8,13 @@ from shared.settings import Settings
 from shared.validation import RequestInvalid, parse_submit, request_hash
 
 SETTINGS = Settings(storage_connection_string="UseDevelopmentStorage=true", max_input_bytes=1024)
-GOOD = {"app_name": "my-app", "spec_md": "# s", "tasks_md": "- [ ] T1: x", "owner": "o",
-        "idempotency_key": "k"}
+GOOD = {
+    "app_name": "my-app",
+    "spec_md": "# s",
+    "tasks_md": "- [ ] T1: x",
+    "owner": "o",
+    "idempotency_key": "k",
+}
 
 
 def parse(body: object) -> object:
@@ -45,9 +50,16 @@ def test_required_fields(field: str) -> None:
         parse(body)
 
 
-@pytest.mark.parametrize(("field", "value"), [("app_name", 3), ("spec_md", None),
-                                              ("preview_ttl_hours", "24"),
-                                              ("preview_ttl_hours", True), ("owner", ["o"])])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("app_name", 3),
+        ("spec_md", None),
+        ("preview_ttl_hours", "24"),
+        ("preview_ttl_hours", True),
+        ("owner", ["o"]),
+    ],
+)
 def test_wrong_types(field: str, value: object) -> None:
     with pytest.raises(RequestInvalid, match=f"field '{field}' has the wrong type"):
         parse({**GOOD, field: value})
@@ -75,15 +87,18 @@ def test_oversize_body_is_refused_before_parsing() -> None:
         parse_submit(b" " * (5 * 1024 + 64 * 1024), SETTINGS)
 
 
-@pytest.mark.parametrize(("requested", "expected"), [(None, 24), (0, 1), (-5, 1), (1, 1),
-                                                     (72, 72), (500, 72), (12, 12)])
+@pytest.mark.parametrize(
+    ("requested", "expected"), [(None, 24), (0, 1), (-5, 1), (1, 1), (72, 72), (500, 72), (12, 12)]
+)
 def test_ttl_is_clamped(requested: int | None, expected: int) -> None:
     assert SETTINGS.clamp_ttl(requested) == expected
 
 
 def test_request_hash_ignores_owner_and_key_but_not_content_or_ttl() -> None:
     a = parse(GOOD)
-    assert request_hash(a, 24) == request_hash(parse({**GOOD, "owner": "x", "idempotency_key": "y"}), 24)
+    assert request_hash(a, 24) == request_hash(
+        parse({**GOOD, "owner": "x", "idempotency_key": "y"}), 24
+    )
     assert request_hash(a, 24) != request_hash(a, 25)
     assert request_hash(a, 24) != request_hash(parse({**GOOD, "org_slug": "acme"}), 24)
     # Field boundaries are delimited, so moving text between fields changes the hash.

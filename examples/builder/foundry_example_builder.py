@@ -36,14 +36,17 @@ def hook(spec: str, name: str) -> str | None:
 
 
 def parse_tasks(tasks_md: str) -> list[tuple[str, str]]:
-    tasks = [(m.group(1), m.group(2).strip()) for m in map(TASK_LINE.match, tasks_md.splitlines())
-             if m]
+    tasks = [
+        (m.group(1), m.group(2).strip()) for m in map(TASK_LINE.match, tasks_md.splitlines()) if m
+    ]
     return tasks or [("T1", "Build the app described in SPEC.md")]
 
 
 def write_app(root: Path, spec: str) -> None:
-    title = next((line.lstrip("# ").strip() for line in spec.splitlines() if line.startswith("#")),
-                 "Generated app")
+    title = next(
+        (line.lstrip("# ").strip() for line in spec.splitlines() if line.startswith("#")),
+        "Generated app",
+    )
     app = root / "app"
     app.mkdir(exist_ok=True)
     body = html.escape(spec)
@@ -66,10 +69,26 @@ def main() -> int:
     if not os.environ.get("ANTHROPIC_AUTH_TOKEN") or not os.environ.get("ANTHROPIC_BASE_URL"):
         print("ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN are required", file=sys.stderr)
         return 2
-    emit({"event_schema_version": 1, "event": "stage_started", "stage": "plan", "role": "PLAN",
-          "model": "example", "label": None, "task_id": None})
-    emit({"event_schema_version": 1, "event": "counts", "tasks_total": len(tasks),
-          "tasks_completed": 0, "tasks_wip": 0})
+    emit(
+        {
+            "event_schema_version": 1,
+            "event": "stage_started",
+            "stage": "plan",
+            "role": "PLAN",
+            "model": "example",
+            "label": None,
+            "task_id": None,
+        }
+    )
+    emit(
+        {
+            "event_schema_version": 1,
+            "event": "counts",
+            "tasks_total": len(tasks),
+            "tasks_completed": 0,
+            "tasks_wip": 0,
+        }
+    )
     cumulative = 0.0
     report_tasks = []
     wip_last = hook(spec, "wip") is not None
@@ -77,34 +96,98 @@ def main() -> int:
         if hook(spec, "crash") is not None and index == 1:
             print("example builder: crash requested by SPEC.md", file=sys.stderr)
             return 3
-        emit({"event_schema_version": 1, "event": "stage_started", "stage": "implement",
-              "role": "BUILD", "model": "example", "label": description[:80], "task_id": task_id})
-        emit({"event_schema_version": 1, "event": "task_started", "task_id": task_id,
-              "description": description})
+        emit(
+            {
+                "event_schema_version": 1,
+                "event": "stage_started",
+                "stage": "implement",
+                "role": "BUILD",
+                "model": "example",
+                "label": description[:80],
+                "task_id": task_id,
+            }
+        )
+        emit(
+            {
+                "event_schema_version": 1,
+                "event": "task_started",
+                "task_id": task_id,
+                "description": description,
+            }
+        )
         time.sleep(delay)
         is_wip = wip_last and index == len(tasks)
-        emit({"event_schema_version": 1, "event": "task_completed", "task_id": task_id,
-              "ok": not is_wip})
+        emit(
+            {
+                "event_schema_version": 1,
+                "event": "task_completed",
+                "task_id": task_id,
+                "ok": not is_wip,
+            }
+        )
         cumulative += 0.01
-        emit({"event_schema_version": 1, "event": "cost", "delta_usd": 0.01,
-              "cumulative_usd": round(cumulative, 4), "input_tokens": 1000, "output_tokens": 200})
-        emit({"event_schema_version": 1, "event": "counts", "tasks_total": len(tasks),
-              "tasks_completed": index - (1 if is_wip else 0), "tasks_wip": 1 if is_wip else 0})
-        emit({"event_schema_version": 1, "event": "stage_finished", "stage": "implement",
-              "role": "BUILD", "ok": not is_wip, "task_id": task_id})
-        report_tasks.append({"id": task_id, "description": description,
-                             "status": "WIP" if is_wip else "DONE", "commit_sha": None,
-                             "findings": {"high": 0, "medium": 0, "low": 0},
-                             "duration_secs": delay})
+        emit(
+            {
+                "event_schema_version": 1,
+                "event": "cost",
+                "delta_usd": 0.01,
+                "cumulative_usd": round(cumulative, 4),
+                "input_tokens": 1000,
+                "output_tokens": 200,
+            }
+        )
+        emit(
+            {
+                "event_schema_version": 1,
+                "event": "counts",
+                "tasks_total": len(tasks),
+                "tasks_completed": index - (1 if is_wip else 0),
+                "tasks_wip": 1 if is_wip else 0,
+            }
+        )
+        emit(
+            {
+                "event_schema_version": 1,
+                "event": "stage_finished",
+                "stage": "implement",
+                "role": "BUILD",
+                "ok": not is_wip,
+                "task_id": task_id,
+            }
+        )
+        report_tasks.append(
+            {
+                "id": task_id,
+                "description": description,
+                "status": "WIP" if is_wip else "DONE",
+                "commit_sha": None,
+                "findings": {"high": 0, "medium": 0, "low": 0},
+                "duration_secs": delay,
+            }
+        )
     if hook(spec, "no-app") is None:
         write_app(root, spec)
-    emit({"schema_version": 3, "tasks": report_tasks,
-          "session": {"total_duration_secs": delay * len(tasks), "patterns_injected": 0,
-                      "patterns_learned": 0, "feat_commits": len(tasks), "wip_commits": 0},
-          "config": {"run_mode": "service", "builder_provider": "example",
-                     "builder_model": "example", "reviewer_provider": "example",
-                     "reviewer_model": "example"},
-          "cost_usd": round(cumulative, 4)})
+    emit(
+        {
+            "schema_version": 3,
+            "tasks": report_tasks,
+            "session": {
+                "total_duration_secs": delay * len(tasks),
+                "patterns_injected": 0,
+                "patterns_learned": 0,
+                "feat_commits": len(tasks),
+                "wip_commits": 0,
+            },
+            "config": {
+                "run_mode": "service",
+                "builder_provider": "example",
+                "builder_model": "example",
+                "reviewer_provider": "example",
+                "reviewer_model": "example",
+            },
+            "cost_usd": round(cumulative, 4),
+        }
+    )
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Protocol
 from shared.models import JobRecord
 
 
-class StepState(str, enum.Enum):
+class StepState(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -7,6 +7,7 @@ each step create-or-get, so a retried activity finds its earlier effect.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -26,11 +27,12 @@ from shared.job_blobs import SPEC_PATH, TASKS_PATH, JobBlobs
 from shared.models import JobRecord
 from shared.settings import Settings
 
-EXAMPLE_BUILDER = Path(__file__).resolve().parents[2] / "examples/builder/foundry_example_builder.py"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_BUILDER = REPO_ROOT / "examples" / "builder" / "foundry_example_builder.py"
 PREVIEW_CONTRACT_TASK = (
-    "\n- [ ] TPREVIEW.1: Produce a root-level Dockerfile that serves the app, binds 0.0.0.0 on $PORT "
-    "(default 8080), and answers HTTP 200 on / or /healthz. SQLite or in-memory storage only. "
-    "Do not set X-Frame-Options or a frame-ancestors CSP.\n"
+    "\n- [ ] TPREVIEW.1: Produce a root-level Dockerfile that serves the app, binds 0.0.0.0 "
+    "on $PORT (default 8080), and answers HTTP 200 on / or /healthz. SQLite or in-memory "
+    "storage only. Do not set X-Frame-Options or a frame-ancestors CSP.\n"
 )
 _EXCLUDED_FROM_SOURCE = {".buildloop", "node_modules", "target", "dist"}
 
@@ -77,10 +79,8 @@ class LocalBackend:
             return False
         pid = int(pid_file.read_text().strip() or 0)
         if pid and self._alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             child = self._children.pop(pid, None)
             if child is not None:
                 child.wait(timeout=10)
@@ -113,11 +113,23 @@ class LocalBackend:
         }
         if "FOUNDRY_EXAMPLE_BUILDER_DELAY" in os.environ:
             env["FOUNDRY_EXAMPLE_BUILDER_DELAY"] = os.environ["FOUNDRY_EXAMPLE_BUILDER_DELAY"]
-        runner = [sys.executable, "-m", "shared.backends.local_runner", str(root),
-                  str(self.settings.build_timeout_secs), "--", *self._builder_command()]
-        pid = self._spawn(runner, env=env, cwd=str(Path(__file__).resolve().parents[2]),
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+        runner = [
+            sys.executable,
+            "-m",
+            "shared.backends.local_runner",
+            str(root),
+            str(self.settings.build_timeout_secs),
+            "--",
+            *self._builder_command(),
+        ]
+        pid = self._spawn(
+            runner,
+            env=env,
+            cwd=str(REPO_ROOT),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         (root / "runner.pid").write_text(str(pid))
 
     def poll_build(self, job_id: str) -> StepStatus:
@@ -126,8 +138,9 @@ class LocalBackend:
         if exit_file.exists():
             outcome = json.loads(exit_file.read_text())
             if outcome.get("timed_out"):
-                return StepStatus(StepState.FAILED, "build exceeded its wall-clock limit",
-                                  code="build_timeout")
+                return StepStatus(
+                    StepState.FAILED, "build exceeded its wall-clock limit", code="build_timeout"
+                )
             if outcome.get("exit_code") == 0:
                 return StepStatus(StepState.SUCCEEDED)
             return StepStatus(StepState.FAILED, f"builder exited with {outcome.get('exit_code')}")
@@ -167,8 +180,9 @@ class LocalBackend:
         if (root / "image.json").exists():
             return
         if not app.is_dir() or not (app / "index.html").exists():
-            (root / "image.json").write_text(json.dumps({"ok": False,
-                                                         "message": "builder produced no app"}))
+            (root / "image.json").write_text(
+                json.dumps({"ok": False, "message": "builder produced no app"})
+            )
             return
         if image.exists():
             shutil.rmtree(image)
@@ -194,9 +208,19 @@ class LocalBackend:
             probe.bind((self.settings.local_preview_host, 0))
             port = probe.getsockname()[1]
         pid = self._spawn(
-            [sys.executable, "-m", "http.server", str(port), "--bind",
-             self.settings.local_preview_host, "--directory", str(root / "image")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(port),
+                "--bind",
+                self.settings.local_preview_host,
+                "--directory",
+                str(root / "image"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         state.write_text(json.dumps({"pid": pid, "port": port}))
         (root / "preview.pid").write_text(str(pid))
@@ -210,7 +234,7 @@ class LocalBackend:
             return StepStatus(StepState.FAILED, "preview server exited")
         url = f"http://{self.settings.local_preview_host}:{info['port']}/"
         try:
-            with urllib.request.urlopen(url + "healthz", timeout=2) as resp:  # noqa: S310
+            with urllib.request.urlopen(url + "healthz", timeout=2) as resp:
                 healthy = resp.status == 200
         except (urllib.error.URLError, OSError):
             healthy = False
@@ -234,8 +258,11 @@ class LocalBackend:
     def list_resources(self) -> list[ResourceRef]:
         if not self.root.exists():
             return []
-        return [ResourceRef(job_id=p.name, kind="workdir", name=str(p))
-                for p in sorted(self.root.iterdir()) if p.is_dir() and p.name.startswith("fj_")]
+        return [
+            ResourceRef(job_id=p.name, kind="workdir", name=str(p))
+            for p in sorted(self.root.iterdir())
+            if p.is_dir() and p.name.startswith("fj_")
+        ]
 
 
 def _source_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

@@ -1,6 +1,7 @@
 """Runs one builder command with a wall-clock limit and records how it ended.
 
-Started detached by the local backend: ``python -m shared.backends.local_runner JOB_DIR SECS -- CMD``.
+Started detached by the local backend as
+``python -m shared.backends.local_runner JOB_DIR SECS -- CMD``.
 stdout goes to ``JOB_DIR/stream.jsonl``, stderr to ``JOB_DIR/stderr.log``; the outcome is written
 atomically to ``JOB_DIR/exit.json`` as ``{"exit_code": int, "timed_out": bool}``.
 """
@@ -23,8 +24,9 @@ def main(argv: list[str]) -> int:
     root = Path(job_dir)
     timed_out = False
     with (root / "stream.jsonl").open("ab") as out, (root / "stderr.log").open("ab") as err:
-        proc = subprocess.Popen(command, cwd=root / "work", stdout=out, stderr=err,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=root / "work", stdout=out, stderr=err, start_new_session=True
+        )
 
         def stop(_sig: int, _frame: object) -> None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,125 @@
+"""Local dev server: hosts the app's functions without ``func``.
+
+    python -m devhost.server [--port 7071] [--azurite | --connection-string ...]
+
+HTTP routes come from the app's own bindings (same handlers, same auth), the durable
+orchestrations run on the in-process driver on the real clock, and the maintenance timer fires
+every minute. With ``--azurite`` it starts the Azurite npm package on loopback and stops it by PID
+on exit. It is a stand-in for the Functions host, not the host: no task-hub persistence, so
+restarting it forgets running orchestrations (the reconciler repairs their jobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from devhost.client import InProcessDurableClient
+from devhost.driver import Driver
+from devhost.http_host import FunctionHost
+
+log = logging.getLogger("devhost")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pump(driver: Driver, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            busy = driver.step()
+        except Exception:
+            log.exception("durable driver step failed")
+            busy = False
+        if not busy:
+            stop.wait(0.05)
+
+
+def build_app(host: FunctionHost) -> web.Application:
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        response = await host.request(
+            request.method, str(request.rel_url), body=body, headers=dict(request.headers)
+        )
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+        return web.Response(
+            status=response.status_code,
+            body=response.get_body(),
+            headers=headers,
+            content_type=response.mimetype or "text/plain",
+            charset=response.charset or None,
+        )
+
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+async def _timer_loop(host: FunctionHost, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await host.run_timer("maintenance")
+        except Exception:
+            log.exception("maintenance failed")
+
+
+async def serve(port: int, maintenance_every: float) -> None:
+    import function_app  # imported late so the environment is set first
+
+    driver = Driver(function_app.app, realtime=True)
+    client = InProcessDurableClient(driver, drive=False)
+    host = FunctionHost(function_app.app, client)
+    stop = threading.Event()
+    pump = threading.Thread(target=_pump, args=(driver, stop), daemon=True, name="durable")
+    pump.start()
+    runner = web.AppRunner(build_app(host))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    timer = asyncio.create_task(_timer_loop(host, maintenance_every))
+    log.info("Foundry build service on http://127.0.0.1:%d (try GET /v1/healthz)", port)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    timer.cancel()
+    stop.set()
+    await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument(
+        "--azurite", action="store_true", help="start Azurite (npm package) on free loopback ports"
+    )
+    parser.add_argument("--maintenance-every", type=float, default=60.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # per-request SDK logs are noise here
+    emulator = None
+    if args.azurite:
+        from tests.azurite import start_azurite
+
+        emulator = start_azurite(ROOT / ".azurite")
+        os.environ["FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING"] = emulator.connection_string
+    os.environ.setdefault("FOUNDRY_SERVICE_BUILD_BACKEND", "local")
+    if not os.environ.get("FOUNDRY_SERVICE_API_KEYS"):
+        log.warning("FOUNDRY_SERVICE_API_KEYS is empty: every /v1 call will be refused (401)")
+    try:
+        asyncio.run(serve(args.port, args.maintenance_every))
+    finally:
+        if emulator is not None:
+            emulator.stop()
+        time.sleep(0)
+
+
+if __name__ == "__main__":
+    main()
