@@ -113,3 +113,6 @@ class ScriptedBackend:
             for job_id, kinds in self.resources.items()
             for kind in sorted(kinds)
         ]
+
+    def close(self) -> None:
+        pass

@@ -70,3 +70,6 @@ class BuildBackend(Protocol):
 
     def list_resources(self) -> list[ResourceRef]:
         """Every resource this backend created, with the job it belongs to (orphan sweep)."""
+
+    def close(self) -> None:
+        """Release connections (tests and the dev server call it on shutdown)."""

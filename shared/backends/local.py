@@ -264,6 +264,9 @@ class LocalBackend:
             if p.is_dir() and p.name.startswith("fj_")
         ]
 
+    def close(self) -> None:
+        """Nothing to release: previews deliberately outlive the service process."""
+
 
 def _source_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     parts = Path(info.name).parts

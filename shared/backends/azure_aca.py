@@ -1,0 +1,473 @@
+"""The ``azure_container_apps`` backend: the build runs as an ACA Job, the image is built by ACR
+Tasks, the preview is a scale-to-zero Container App. All calls go through the azure-mgmt SDKs and
+azure-containerregistry with a managed-identity credential; nothing here waits for long.
+
+Idempotency: resource names derive from the job id (``fb-<job>``, ``fp-<job>``,
+``foundry-preview/<job>``), PUTs are create-or-update, a build execution is started only when
+none exists, and the ACR run id is recorded in a create-once marker blob.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ResourceExistsError
+
+from shared.azure_settings import AzureSettings
+from shared.backends.base import ResourceRef, StepState, StepStatus
+from shared.build_context import BuildContextError, prepare_build_context
+from shared.errors import (
+    AlreadyExists,
+    NotFound,
+    TerminalBackendError,
+    TransientBackendError,
+    translate_azure_errors,
+)
+from shared.ids import azure_name
+from shared.job_blobs import ARTIFACT_PATH, STREAM_PATH, JobBlobs, job_blob
+from shared.models import JobRecord
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+JOB_TAG = "foundry-job-id"
+REPO_PREFIX = "foundry-preview/"
+IMAGE_MARKER = "backend/image-run.json"
+_RUNNING_EXECUTION = {"Running", "Processing", "Unknown"}
+_FAILED_EXECUTION = {"Failed", "Stopped", "Degraded"}
+_RUNNING_RUN = {"Queued", "Started", "Running"}
+#: Blob permissions of the builder's grant: read inputs, write (append) its own outputs only.
+GRANT = {
+    "spec_md": ("input/SPEC.md", "r"),
+    "tasks_md": ("input/TASKS.md", "r"),
+    "stream_log": (STREAM_PATH, "acw"),
+    "diagnostics": ("diagnostics/diagnostics.tar.gz", "cw"),
+    "source_artifact": (ARTIFACT_PATH, "cw"),
+}
+
+
+def build_job_name(job_id: str) -> str:
+    return azure_name("fb", job_id)
+
+
+def preview_app_name(job_id: str) -> str:
+    return azure_name("fp", job_id)
+
+
+def repository_name(job_id: str) -> str:
+    return REPO_PREFIX + job_id.lower().replace("_", "-")
+
+
+def job_id_from_repository(repo: str) -> str | None:
+    slug = repo.removeprefix(REPO_PREFIX)
+    if repo == slug or not slug.startswith("fj-"):
+        return None
+    return "fj_" + slug[3:].upper()
+
+
+def preview_hostname(app_name: str, org_slug: str | None, domain: str) -> str:
+    return ".".join(part for part in (app_name, org_slug, domain) if part)
+
+
+class AzureContainerAppsBackend:
+    name = "azure_container_apps"
+    writes_stream_to_blob = True
+
+    def __init__(
+        self, settings: Settings, az: AzureSettings, blobs: JobBlobs, credential: TokenCredential
+    ) -> None:
+        from azure.mgmt.appcontainers import ContainerAppsAPIClient
+        from azure.mgmt.containerregistrytasks import ContainerRegistryTasksMgmtClient
+
+        self.settings, self.az, self.blobs, self.credential = settings, az, blobs, credential
+        common: dict[str, Any] = {"base_url": az.arm_url}
+        if az.ca_bundle:
+            common["connection_verify"] = az.ca_bundle
+        self.aca = ContainerAppsAPIClient(credential, az.subscription_id, **common)
+        self.tasks = ContainerRegistryTasksMgmtClient(credential, az.subscription_id, **common)
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=az.ca_bundle) if az.ca_bundle else True
+        )
+        self.http = httpx.Client(timeout=20.0, verify=verify)
+
+    @classmethod
+    def from_env(cls, settings: Settings, blobs: JobBlobs) -> AzureContainerAppsBackend:
+        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+        az = AzureSettings.from_env()
+        credential: TokenCredential = (
+            ManagedIdentityCredential(client_id=az.mi_client_id)
+            if az.mi_client_id
+            else DefaultAzureCredential()
+        )
+        return cls(settings, az, blobs, credential)
+
+    def close(self) -> None:
+        self.aca.close()
+        self.tasks.close()
+        self.http.close()
+
+    def _registry(self) -> Any:
+        from azure.containerregistry import ContainerRegistryClient
+
+        kwargs: dict[str, Any] = {"audience": "https://management.azure.com"}
+        if self.az.ca_bundle:
+            kwargs["connection_verify"] = self.az.ca_bundle
+        return ContainerRegistryClient(
+            f"https://{self.az.registry_server}", self.credential, **kwargs
+        )
+
+    def _tags(self, job_id: str) -> dict[str, str]:
+        return {JOB_TAG: job_id, "foundry-managed": "true"}
+
+    # -- build -------------------------------------------------------------------------------
+    def _executions(self, job_id: str) -> list[Any]:
+        try:
+            with translate_azure_errors("list build executions"):
+                return list(
+                    self.aca.jobs_executions.list(self.az.resource_group, build_job_name(job_id))
+                )
+        except NotFound:
+            return []
+
+    def build_started(self, job_id: str) -> bool:
+        return bool(self._executions(job_id))
+
+    def _grant(self, job_id: str) -> str:
+        ttl = self.settings.sas_grant_ttl_secs
+        return json.dumps(
+            {
+                key: self.blobs.signed_url(job_id, rel, permission=perm, ttl_secs=ttl)
+                for key, (rel, perm) in GRANT.items()
+            }
+        )
+
+    def build_job_envelope(self, job: JobRecord, *, proxy_token: str, grant: str) -> dict[str, Any]:
+        registry = {"server": self.az.registry_server, "identity": self.az.identity_resource_id}
+        return {
+            "location": self.az.location,
+            "tags": self._tags(job.job_id),
+            "identity": {
+                "type": "UserAssigned",
+                "userAssignedIdentities": {self.az.identity_resource_id: {}},
+            },
+            "properties": {
+                "environmentId": self.az.environment_id,
+                "configuration": {
+                    "triggerType": "Manual",
+                    "replicaTimeout": self.settings.build_timeout_secs,
+                    "replicaRetryLimit": 0,
+                    "manualTriggerConfig": {"parallelism": 1, "replicaCompletionCount": 1},
+                    # Secrets, not plain env values: they are not shown in the job definition.
+                    "secrets": [
+                        {"name": "proxy-token", "value": proxy_token},
+                        {"name": "storage-grant", "value": grant},
+                    ],
+                    "registries": [registry],
+                },
+                "template": {
+                    "containers": [
+                        {
+                            "name": "builder",
+                            "image": self.az.builder_image,
+                            "resources": {"cpu": self.az.build_cpu, "memory": self.az.build_memory},
+                            "env": [
+                                {
+                                    "name": "ANTHROPIC_BASE_URL",
+                                    "value": self.settings.proxy_base_url,
+                                },
+                                {"name": "ANTHROPIC_AUTH_TOKEN", "secretRef": "proxy-token"},
+                                {"name": "FOUNDRY_JOB_ID", "value": job.job_id},
+                                {"name": "FOUNDRY_STORAGE_GRANT", "secretRef": "storage-grant"},
+                            ],
+                        }
+                    ]
+                },
+            },
+        }
+
+    def start_build(self, job: JobRecord, *, proxy_token: str) -> None:
+        name = build_job_name(job.job_id)
+        envelope = self.build_job_envelope(
+            job, proxy_token=proxy_token, grant=self._grant(job.job_id)
+        )
+        with translate_azure_errors("create build job"):
+            self.aca.jobs.begin_create_or_update(self.az.resource_group, name, envelope).result()
+        if self._executions(job.job_id):
+            return  # an earlier attempt started it; never start a second execution
+        with translate_azure_errors("start build execution"):
+            # Starting is not idempotent: no SDK-level retry. If the reply is lost, the activity
+            # retry looks for the execution first (above and in job_steps.start_build).
+            self.aca.jobs.begin_start(self.az.resource_group, name, retry_total=0).result()
+
+    def poll_build(self, job_id: str) -> StepStatus:
+        executions = self._executions(job_id)
+        if not executions:
+            return StepStatus(StepState.MISSING)
+        latest = max(executions, key=lambda e: _started(e))
+        status = _execution_status(latest)
+        if status in _RUNNING_EXECUTION:
+            return StepStatus(StepState.RUNNING)
+        if status in _FAILED_EXECUTION:
+            return StepStatus(StepState.FAILED, f"build execution {status.lower()}")
+        return StepStatus(StepState.SUCCEEDED)
+
+    def read_stream(self, job_id: str, *, offset: int) -> bytes:
+        data = self.blobs.read_log(job_id, offset=offset, max_bytes=4 * 1024 * 1024)
+        cut = data.rfind(b"\n")
+        return data[: cut + 1] if cut >= 0 else b""
+
+    def stop_build(self, job_id: str) -> None:
+        for execution in self._executions(job_id):
+            if _execution_status(execution) in _RUNNING_EXECUTION:
+                try:
+                    with translate_azure_errors("stop build execution"):
+                        self.aca.jobs.begin_stop_execution(
+                            self.az.resource_group, build_job_name(job_id), execution.name
+                        ).result()
+                except NotFound:
+                    continue
+
+    def collect_artifact(self, job_id: str) -> bytes | None:
+        return None  # the builder uploads output/source.tar.gz through its grant
+
+    # -- image -------------------------------------------------------------------------------
+    def _image_ref(self, job_id: str) -> str:
+        return f"{self.az.registry_server}/{repository_name(job_id)}:{job_id.lower()}"
+
+    def _marker(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.blobs.read_bytes(job_id, IMAGE_MARKER)))
+        except NotFound:
+            return None
+
+    def start_image_build(self, job: JobRecord) -> None:
+        if self._marker(job.job_id) is not None:
+            return
+        try:
+            source = self.blobs.read_bytes(job.job_id, ARTIFACT_PATH)
+        except NotFound as exc:
+            raise TerminalBackendError("the build produced no source artifact") from exc
+        try:
+            context, kind = prepare_build_context(source)
+        except BuildContextError as exc:
+            raise TerminalBackendError(str(exc)) from exc
+        rg, acr = self.az.resource_group, self.az.acr_name
+        with translate_azure_errors("get build source upload URL"):
+            upload = self.tasks.registries.get_build_source_upload_url(rg, acr)
+        response = self.http.put(
+            upload["uploadUrl"], content=context, headers={"x-ms-blob-type": "BlockBlob"}
+        )
+        if response.status_code >= 300:
+            raise TransientBackendError(f"upload build context: HTTP {response.status_code}")
+        request = {
+            "type": "DockerBuildRequest",
+            "sourceLocation": upload["relativePath"],  # a relative path: no SAS in the run
+            "dockerFilePath": "Dockerfile",
+            "imageNames": [self._image_ref(job.job_id).split("/", 1)[1]],
+            "isPushEnabled": True,
+            "platform": {"os": "Linux"},
+            "timeout": self.settings.image_build_timeout_secs,
+        }
+        with translate_azure_errors("schedule image build"):
+            run = self.tasks.registries.schedule_run(rg, acr, request)
+        run_id = str(run["properties"]["runId"])
+        marker = json.dumps(
+            {"run_id": run_id, "image": self._image_ref(job.job_id), "kind": kind}
+        ).encode()
+        try:
+            self.blobs.container.upload_blob(
+                job_blob(job.job_id, IMAGE_MARKER), marker, overwrite=False
+            )
+        except (ResourceExistsError, AlreadyExists):
+            log.warning("image build for %s was scheduled twice (crash window)", job.job_id)
+
+    def poll_image_build(self, job_id: str) -> StepStatus:
+        marker = self._marker(job_id)
+        if marker is None:
+            return StepStatus(StepState.MISSING)
+        with translate_azure_errors("read image build run"):
+            run = self.tasks.runs.get(self.az.resource_group, self.az.acr_name, marker["run_id"])
+        status = str(run["properties"].get("status", "Queued"))
+        if status in _RUNNING_RUN:
+            return StepStatus(StepState.RUNNING)
+        if status == "Succeeded":
+            return StepStatus(StepState.SUCCEEDED, facts={"image_ref": marker["image"]})
+        return StepStatus(StepState.FAILED, f"image build {status.lower()}")
+
+    # -- preview -----------------------------------------------------------------------------
+    def preview_envelope(self, job: JobRecord, *, image_ref: str) -> dict[str, Any]:
+        ingress: dict[str, Any] = {
+            "external": True,
+            "targetPort": 8080,
+            "transport": "auto",
+            "allowInsecure": False,
+        }
+        certificate = self.az.certificate_for(job.org_slug)
+        if certificate:
+            ingress["customDomains"] = [
+                {
+                    "name": preview_hostname(
+                        job.app_name, job.org_slug, self.settings.preview_domain
+                    ),
+                    "bindingType": "SniEnabled",
+                    "certificateId": certificate,
+                }
+            ]
+        probe = {
+            "type": "Readiness",
+            "tcpSocket": {"port": 8080},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        }
+        return {
+            "location": self.az.location,
+            "tags": self._tags(job.job_id),
+            "identity": {
+                "type": "UserAssigned",
+                "userAssignedIdentities": {self.az.identity_resource_id: {}},
+            },
+            "properties": {
+                "environmentId": self.az.environment_id,
+                "configuration": {
+                    "ingress": ingress,
+                    "registries": [
+                        {
+                            "server": self.az.registry_server,
+                            "identity": self.az.identity_resource_id,
+                        }
+                    ],
+                },
+                "template": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": image_ref,
+                            "resources": {
+                                "cpu": self.az.preview_cpu,
+                                "memory": self.az.preview_memory,
+                            },
+                            "env": [{"name": "PORT", "value": "8080"}],
+                            "probes": [probe],
+                        }
+                    ],
+                    "scale": {"minReplicas": 0, "maxReplicas": 1},
+                },
+            },
+        }
+
+    def deploy_preview(self, job: JobRecord, *, image_ref: str) -> None:
+        envelope = self.preview_envelope(job, image_ref=image_ref)
+        with translate_azure_errors("deploy preview"):
+            # No waiting here: poll_preview follows provisioning on the orchestrator's timers.
+            self.aca.container_apps.begin_create_or_update(
+                self.az.resource_group, preview_app_name(job.job_id), envelope, polling=False
+            )
+
+    def poll_preview(self, job: JobRecord) -> StepStatus:
+        try:
+            with translate_azure_errors("read preview"):
+                app = self.aca.container_apps.get(
+                    self.az.resource_group, preview_app_name(job.job_id)
+                )
+        except NotFound:
+            return StepStatus(StepState.MISSING)
+        props = app.properties
+        raw_state = props.provisioning_state if props is not None else None
+        state = str(getattr(raw_state, "value", raw_state) or "")
+        if state in ("Failed", "Canceled"):
+            return StepStatus(StepState.FAILED, f"preview provisioning {state.lower()}")
+        ingress = props.configuration.ingress if props and props.configuration else None
+        fqdn = ingress.fqdn if ingress is not None else None
+        if state != "Succeeded" or not fqdn:
+            return StepStatus(StepState.RUNNING)
+        try:  # warm it once: scale-to-zero means the first request starts a replica
+            warm = self.http.get(f"https://{fqdn}{self.az.warm_path}", timeout=20.0)
+        except httpx.HTTPError:
+            return StepStatus(StepState.RUNNING, "preview not answering yet")
+        if warm.status_code >= 500:
+            return StepStatus(StepState.RUNNING, f"preview answered {warm.status_code}")
+        host = (
+            preview_hostname(job.app_name, job.org_slug, self.settings.preview_domain)
+            if self.az.certificate_for(job.org_slug)
+            else fqdn
+        )
+        return StepStatus(StepState.SUCCEEDED, facts={"preview_url": f"https://{host}"})
+
+    # -- teardown and sweep ------------------------------------------------------------------
+    def teardown(self, job_id: str) -> list[str]:
+        removed: list[str] = []
+        rg = self.az.resource_group
+        marker = self._marker(job_id)
+        if marker is not None:
+            try:
+                with translate_azure_errors("cancel image build"):
+                    run = self.tasks.runs.get(rg, self.az.acr_name, marker["run_id"])
+                    if str(run["properties"].get("status")) in _RUNNING_RUN:
+                        self.tasks.runs.cancel(rg, self.az.acr_name, marker["run_id"])
+                        removed.append("image-run")
+            except NotFound:
+                pass
+        for kind, delete in (
+            ("build-job", lambda: self.aca.jobs.begin_delete(rg, build_job_name(job_id))),
+            (
+                "preview-app",
+                lambda: self.aca.container_apps.begin_delete(rg, preview_app_name(job_id)),
+            ),
+        ):
+            try:
+                with translate_azure_errors(f"delete {kind}"):
+                    delete().result()
+                removed.append(kind)
+            except NotFound:
+                continue
+        try:
+            with translate_azure_errors("delete image repository"), self._registry() as registry:
+                registry.delete_repository(repository_name(job_id))
+            removed.append("repository")
+        except NotFound:
+            pass
+        return removed
+
+    def list_resources(self) -> list[ResourceRef]:
+        refs: list[ResourceRef] = []
+        rg = self.az.resource_group
+        with translate_azure_errors("list build jobs"):
+            jobs = list(self.aca.jobs.list_by_resource_group(rg))
+        with translate_azure_errors("list preview apps"):
+            apps = list(self.aca.container_apps.list_by_resource_group(rg))
+        for kind, items in (("build-job", jobs), ("preview-app", apps)):
+            for item in items:
+                job_id = (item.tags or {}).get(JOB_TAG)
+                if job_id:
+                    refs.append(ResourceRef(job_id, kind, str(item.name)))
+        with translate_azure_errors("list image repositories"), self._registry() as registry:
+            repos = list(registry.list_repository_names())
+        for repo in repos:
+            job_id = job_id_from_repository(repo)
+            if job_id:
+                refs.append(ResourceRef(job_id, "repository", repo))
+        return refs
+
+
+def _prop(item: Any, name: str) -> Any:
+    direct = getattr(item, name, None)
+    if direct is not None:
+        return direct
+    props = getattr(item, "properties", None)
+    return getattr(props, name, None) if props is not None else None
+
+
+def _execution_status(execution: Any) -> str:
+    status = _prop(execution, "status")  # an SDK enum (JobExecutionRunningState) or a string
+    return str(getattr(status, "value", status) or "Unknown")
+
+
+def _started(execution: Any) -> datetime:
+    value = _prop(execution, "start_time")
+    return value if isinstance(value, datetime) else datetime.min.replace(tzinfo=UTC)

@@ -1,0 +1,408 @@
+"""A fake of the Azure endpoints the backend calls, on HTTPS loopback, recording every request:
+ARM (Microsoft.App jobs/executions/containerApps, ACR Tasks), ACR's source upload, and the ACR
+data plane with its OAuth challenge/exchange. Faults can be injected per method and path."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import ipaddress
+import json
+import re
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from azure.core.credentials import AccessToken
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+APP = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.App"
+ACR = (
+    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+    r"Microsoft\.ContainerRegistry/registries/(?P<acr>[^/]+)"
+)
+
+
+class FakeCredential:
+    """A TokenCredential for tests: never touches a network."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("fake-aad-token", int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        from azure.core.credentials import AccessTokenInfo
+
+        return AccessTokenInfo("fake-aad-token", int(time.time()) + 3600)
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    headers: dict[str, str]
+
+    @property
+    def api_version(self) -> str | None:
+        return self.query.get("api-version", [None])[0]
+
+
+@dataclass
+class Fault:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    remaining: int
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    after: bool = False  # process the request, then reply with the fault (a lost response)
+
+
+class FakeAzure:
+    def __init__(self, directory: Path) -> None:
+        self.cert, key = make_certificate(directory)
+        self.requests: list[Recorded] = []
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.executions: dict[str, list[dict[str, Any]]] = {}
+        self.apps: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, bytes] = {}
+        self.repositories: set[str] = set()
+        self.faults: list[Fault] = []
+        self.warm_status = 200
+        self.run_outcome = "Succeeded"
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                fake._handle(self)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- test controls -----------------------------------------------------------------------
+    def fail(
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        status: int = 500,
+        times: int = 1,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+        code: str = "Injected",
+        after: bool = False,
+    ) -> None:
+        body = {"error": {"code": code, "message": f"injected {status}"}}
+        self.faults.append(
+            Fault(method, re.compile(path_regex), status, times, delay, headers or {}, body, after)
+        )
+
+    def calls(self, method: str, path_regex: str) -> list[Recorded]:
+        pattern = re.compile(path_regex)
+        return [r for r in self.requests if r.method == method and pattern.search(r.path)]
+
+    def set_execution_status(self, job_name: str, status: str) -> None:
+        for execution in self.executions.get(job_name, []):
+            execution["properties"]["status"] = status
+
+    def resources_left(self) -> dict[str, Any]:
+        return {
+            "jobs": sorted(self.jobs),
+            "apps": sorted(self.apps),
+            "repositories": sorted(self.repositories),
+            "running_runs": sorted(
+                r for r, v in self.runs.items() if v["status"] in ("Queued", "Running")
+            ),
+        }
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        body: Any = raw
+        ctype = h.headers.get("Content-Type", "")
+        if "json" in ctype and raw:
+            body = json.loads(raw)
+        elif "form" in ctype:
+            body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        record = Recorded(
+            h.command,
+            parts.path,
+            parse_qs(parts.query),
+            body,
+            {k.lower(): v for k, v in h.headers.items()},
+        )
+        with self.lock:
+            self.requests.append(record)
+            fault = next(
+                (
+                    f
+                    for f in self.faults
+                    if f.remaining > 0 and f.method == h.command and f.pattern.search(parts.path)
+                ),
+                None,
+            )
+            if fault is not None:
+                fault.remaining -= 1
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.after:
+                with self.lock:
+                    self._route(h.command, parts.path, record)
+            self._reply(h, fault.status, fault.body, fault.headers)
+            return
+        with self.lock:
+            status, payload, headers = self._route(h.command, parts.path, record)
+        self._reply(h, status, payload, headers)
+
+    def _reply(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        data = b"" if payload is None else json.dumps(payload).encode()
+        h.send_response(status)
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        if data:
+            h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _route(self, method: str, path: str, rec: Recorded) -> tuple[int, Any, dict[str, str]]:
+        m = re.fullmatch(APP + r"/jobs/(?P<name>[^/]+)", path)
+        if m:
+            return self._job(method, m["name"], rec)
+        m = re.fullmatch(APP + r"/jobs/(?P<name>[^/]+)/start", path)
+        if m and method == "POST":
+            if m["name"] not in self.jobs:
+                return 404, {"error": {"code": "ResourceNotFound"}}, {}
+            execution = {
+                "name": f"{m['name']}-{uuid.uuid4().hex[:7]}",
+                "id": f"{path}/executions/x",
+                "properties": {
+                    "status": "Running",
+                    "startTime": dt.datetime.now(dt.UTC).isoformat(),
+                },
+            }
+            self.executions.setdefault(m["name"], []).append(execution)
+            return 200, {"name": execution["name"], "id": execution["id"]}, {}
+        m = re.fullmatch(APP + r"/jobs/(?P<name>[^/]+)/executions", path)
+        if m and method == "GET":
+            if m["name"] not in self.jobs:
+                return 404, {"error": {"code": "ResourceNotFound"}}, {}
+            return 200, {"value": self.executions.get(m["name"], [])}, {}
+        m = re.fullmatch(APP + r"/jobs/(?P<name>[^/]+)/executions/(?P<ex>[^/]+)/stop", path)
+        if m and method == "POST":
+            for execution in self.executions.get(m["name"], []):
+                if execution["name"] == m["ex"]:
+                    execution["properties"]["status"] = "Stopped"
+                    return 200, None, {}
+            return 404, {"error": {"code": "ResourceNotFound"}}, {}
+        if re.fullmatch(APP + r"/jobs", path) and method == "GET":
+            return 200, {"value": list(self.jobs.values())}, {}
+        m = re.fullmatch(APP + r"/containerApps/(?P<name>[^/]+)", path)
+        if m:
+            return self._app(method, m["name"], rec)
+        if re.fullmatch(APP + r"/containerApps", path) and method == "GET":
+            return 200, {"value": list(self.apps.values())}, {}
+        m = re.fullmatch(ACR + r"/listBuildSourceUploadUrl", path)
+        if m and method == "POST":
+            token = uuid.uuid4().hex
+            return (
+                200,
+                {
+                    "uploadUrl": f"{self.url}/upload/{token}?sv=2024&sig=fake",
+                    "relativePath": f"source/{token}.tar.gz",
+                },
+                {},
+            )
+        m = re.fullmatch(r"/upload/(?P<token>[^/]+)", path)
+        if m and method == "PUT":
+            self.uploads[f"source/{m['token']}.tar.gz"] = rec.body
+            return 201, None, {}
+        m = re.fullmatch(ACR + r"/scheduleRun", path)
+        if m and method == "POST":
+            if rec.body.get("sourceLocation") not in self.uploads:
+                return 400, {"error": {"code": "InvalidSource"}}, {}
+            run_id = f"ca{len(self.runs) + 1}"
+            self.runs[run_id] = {"status": "Running", "request": rec.body}
+            return 200, self._run(run_id), {}
+        m = re.fullmatch(ACR + r"/runs/(?P<run>[^/]+)", path)
+        if m and method == "GET":
+            run = self.runs.get(m["run"])
+            if run is None:
+                return 404, {"error": {"code": "NotFound"}}, {}
+            if run["status"] in ("Running", "Started"):  # completes on its second look
+                run["status"] = "Started" if "seen" not in run else self.run_outcome
+                run["seen"] = True
+                if run["status"] == "Succeeded":
+                    image = run["request"]["imageNames"][0]
+                    self.repositories.add(image.split(":")[0])
+            return 200, self._run(m["run"]), {}
+        m = re.fullmatch(ACR + r"/runs/(?P<run>[^/]+)/cancel", path)
+        if m and method == "POST":
+            self.runs[m["run"]]["status"] = "Canceled"
+            return 202, None, {}
+        return self._registry(method, path, rec)
+
+    def _run(self, run_id: str) -> dict[str, Any]:
+        status = self.runs[run_id]["status"]
+        status = "Running" if status == "Started" else status
+        return {
+            "id": f"/runs/{run_id}",
+            "name": run_id,
+            "type": "Microsoft.ContainerRegistry/registries/runs",
+            "properties": {"runId": run_id, "status": status},
+        }
+
+    def _job(self, method: str, name: str, rec: Recorded) -> tuple[int, Any, dict[str, str]]:
+        if method == "PUT":
+            created = name not in self.jobs
+            body = copy.deepcopy(rec.body)
+            resource = {**body, "name": name, "id": rec.path, "type": "Microsoft.App/jobs"}
+            resource["properties"] = {**body["properties"], "provisioningState": "Succeeded"}
+            # ARM never echoes secret values back.
+            config = resource["properties"].get("configuration", {})
+            config["secrets"] = [{"name": s["name"]} for s in config.get("secrets", [])]
+            self.jobs[name] = resource
+            return (201 if created else 200), resource, {}
+        if method == "GET":
+            return (
+                (200, self.jobs[name], {})
+                if name in self.jobs
+                else (404, {"error": {"code": "ResourceNotFound"}}, {})
+            )
+        if method == "DELETE":
+            existed = self.jobs.pop(name, None) is not None
+            self.executions.pop(name, None)
+            return (200 if existed else 204), None, {}
+        return 405, None, {}
+
+    def _app(self, method: str, name: str, rec: Recorded) -> tuple[int, Any, dict[str, str]]:
+        if method == "PUT":
+            created = name not in self.apps
+            body = copy.deepcopy(rec.body)
+            resource = {**body, "name": name, "id": rec.path, "type": "Microsoft.App/containerApps"}
+            props = {**body["properties"], "provisioningState": "Succeeded"}
+            props["configuration"]["ingress"] = {
+                **props["configuration"]["ingress"],
+                "fqdn": self.host,
+            }
+            resource["properties"] = props
+            self.apps[name] = resource
+            return (201 if created else 200), resource, {}
+        if method == "GET":
+            return (
+                (200, self.apps[name], {})
+                if name in self.apps
+                else (404, {"error": {"code": "ResourceNotFound"}}, {})
+            )
+        if method == "DELETE":
+            existed = self.apps.pop(name, None) is not None
+            return (200 if existed else 204), None, {}
+        return 405, None, {}
+
+    def _registry(self, method: str, path: str, rec: Recorded) -> tuple[int, Any, dict[str, str]]:
+        if path == "/oauth2/exchange" and method == "POST":
+            assert rec.body.get("access_token") == "fake-aad-token"
+            return 200, {"refresh_token": "acr-refresh"}, {}
+        if path == "/oauth2/token" and method == "POST":
+            return 200, {"access_token": "acr-access"}, {}
+        if path.startswith("/acr/v1/"):
+            if rec.headers.get("authorization") != "Bearer acr-access":
+                scope = (
+                    "registry:catalog:*"
+                    if path.endswith("_catalog")
+                    else f"repository:{path[len('/acr/v1/') :]}:delete"
+                )
+                challenge = (
+                    f'Bearer realm="{self.url}/oauth2/token",service="{self.host}",scope="{scope}"'
+                )
+                return 401, {"errors": [{"code": "UNAUTHORIZED"}]}, {"WWW-Authenticate": challenge}
+            if path == "/acr/v1/_catalog" and method == "GET":
+                return 200, {"repositories": sorted(self.repositories)}, {}
+            repo = unquote(path[len("/acr/v1/") :])
+            if method == "DELETE":
+                if repo not in self.repositories:
+                    return 404, {"errors": [{"code": "NAME_UNKNOWN"}]}, {}
+                self.repositories.discard(repo)
+                return 202, {"manifestsDeleted": [], "tagsDeleted": []}, {}
+        if method == "GET" and path in ("/", "/healthz"):
+            return self.warm_status, {"ok": True}, {}
+        return 404, {"error": {"code": "NoRoute", "message": f"{method} {path}"}}, {}
