@@ -38,7 +38,7 @@ def _has_from(dockerfile: bytes) -> bool:
 def prepare_build_context(source_targz: bytes) -> tuple[bytes, str]:
     """Returns ``(context.tar.gz, kind)`` where kind is ``project`` or a ``fallback_*`` name."""
     try:
-        src = tarfile.open(fileobj=io.BytesIO(source_targz), mode="r:gz")
+        src = tarfile.open(fileobj=io.BytesIO(source_targz), mode="r:gz")  # noqa: SIM115 - closed below
     except (tarfile.TarError, OSError) as exc:
         raise BuildContextError("source archive is not a gzip tarball") from exc
     out_buffer = io.BytesIO()
@@ -56,8 +56,8 @@ def prepare_build_context(source_targz: bytes) -> tuple[bytes, str]:
                 raise BuildContextError("source archive is too large to build")
             member.name = name
             if member.isfile():
-                data = src.extractfile(member)
-                content = data.read() if data else b""
+                extracted = src.extractfile(member)
+                content = extracted.read() if extracted else b""
                 if name in ("Dockerfile", "package.json", "requirements.txt"):
                     names[name] = content
                 if name == "Dockerfile":

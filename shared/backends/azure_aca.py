@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
+from azure.core.polling import LROPoller
+from azure.mgmt.appcontainers import models as aca_models
 
 from shared.azure_settings import AzureSettings
 from shared.backends.base import ResourceRef, StepState, StepStatus
@@ -197,7 +201,9 @@ class AzureContainerAppsBackend:
             job, proxy_token=proxy_token, grant=self._grant(job.job_id)
         )
         with translate_azure_errors("create build job"):
-            self.aca.jobs.begin_create_or_update(self.az.resource_group, name, envelope).result()
+            self.aca.jobs.begin_create_or_update(
+                self.az.resource_group, name, aca_models.Job(envelope)
+            ).result()
         if self._executions(job.job_id):
             return  # an earlier attempt started it; never start a second execution
         with translate_azure_errors("start build execution"):
@@ -366,7 +372,10 @@ class AzureContainerAppsBackend:
         with translate_azure_errors("deploy preview"):
             # No waiting here: poll_preview follows provisioning on the orchestrator's timers.
             self.aca.container_apps.begin_create_or_update(
-                self.az.resource_group, preview_app_name(job.job_id), envelope, polling=False
+                self.az.resource_group,
+                preview_app_name(job.job_id),
+                aca_models.ContainerApp(envelope),
+                polling=False,
             )
 
     def poll_preview(self, job: JobRecord) -> StepStatus:
@@ -413,13 +422,14 @@ class AzureContainerAppsBackend:
                         removed.append("image-run")
             except NotFound:
                 pass
-        for kind, delete in (
-            ("build-job", lambda: self.aca.jobs.begin_delete(rg, build_job_name(job_id))),
+        deletions: list[tuple[str, Callable[[], LROPoller[None]]]] = [
+            ("build-job", partial(self.aca.jobs.begin_delete, rg, build_job_name(job_id))),
             (
                 "preview-app",
-                lambda: self.aca.container_apps.begin_delete(rg, preview_app_name(job_id)),
+                partial(self.aca.container_apps.begin_delete, rg, preview_app_name(job_id)),
             ),
-        ):
+        ]
+        for kind, delete in deletions:
             try:
                 with translate_azure_errors(f"delete {kind}"):
                     delete().result()
