@@ -4,7 +4,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import build, cleanup, image, preview
-from api import jobs_control, jobs_read, jobs_submit, service
+from api import jobs_control, jobs_read, jobs_submit, llm_proxy, service
 from orchestrators import run_job
 from timers import maintenance
 
@@ -15,6 +15,7 @@ for blueprint in (
     jobs_read.bp,
     jobs_control.bp,
     service.bp,
+    llm_proxy.bp,
     run_job.bp,
     build.bp,
     image.bp,

@@ -17,6 +17,7 @@ EXPECTED_ROUTES = {
     "delete_preview": ("v1/jobs/{job_id}/preview", ["DELETE"]),
     "healthz": ("v1/healthz", ["GET"]),
     "openapi": ("v1/openapi.json", ["GET"]),
+    "messages": ("v1/messages", ["POST"]),
 }
 ACTIVITIES = {
     "claim_build_slot",
