@@ -42,7 +42,13 @@ def job_view(job: JobRecord, *, queue_position: int | None = None) -> dict[str, 
         "expires_at": rfc3339(job.preview_expires_at),
         "queue_position": queue_position,
         "cost_usd": job.cost_usd,
-        "usage": {"input_tokens": job.input_tokens, "output_tokens": job.output_tokens},
+        "usage": {
+            "input_tokens": job.input_tokens,
+            "output_tokens": job.output_tokens,
+            # What the builder's LLM calls through the proxy cost (recorded by the proxy).
+            "proxy": job.detail.get("proxy_usage")
+            or {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
+        },
         "created_at": rfc3339(job.created_at),
         "started_at": rfc3339(job.started_at),
         "finished_at": rfc3339(job.finished_at),
