@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.errors import ConfigurationError
@@ -64,8 +65,8 @@ class AzureSettings:
         return self.preview_certificates.get("*")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> AzureSettings:
-        env = dict(os.environ if environ is None else environ)
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AzureSettings:
+        env: Mapping[str, str] = os.environ if environ is None else environ
         missing = [P + name for name in REQUIRED if not env.get(P + name, "").strip()]
         if missing:
             raise ConfigurationError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ ENV_PREFIX = "FOUNDRY_SERVICE_"
 BACKENDS = ("local", "azure_container_apps")
 
 
-def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -57,8 +58,8 @@ class Settings:
     task_hub: str = "foundry"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env: Mapping[str, str] = os.environ if environ is None else environ
 
         def get(name: str, default: str = "") -> str:
             return env.get(ENV_PREFIX + name, default).strip() or default

@@ -1,0 +1,94 @@
+"""Code and infrastructure cannot drift: every FOUNDRY_SERVICE_* setting the code reads is set by
+the Bicep, and the Bicep sets nothing the code does not read (dev/test-only names excepted)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from shared.azure_settings import REQUIRED, AzureSettings
+from shared.llm_proxy import ProxySettings
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_BICEP = ROOT / "infra" / "app" / "resources.bicep"
+#: Read by the code, deliberately not deployed: local backend, emulator and test overrides.
+DEV_ONLY = {
+    "FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING",
+    "FOUNDRY_SERVICE_LOCAL_WORK_DIR",
+    "FOUNDRY_SERVICE_LOCAL_BUILDER_COMMAND",
+    "FOUNDRY_SERVICE_LOCAL_PREVIEW_HOST",
+    "FOUNDRY_SERVICE_AZURE_ARM_URL",
+    "FOUNDRY_SERVICE_AZURE_ACR_LOGIN_SERVER",
+    "FOUNDRY_SERVICE_AZURE_CA_BUNDLE",
+}
+
+
+class RecordingEnv(dict[str, str]):
+    """An environment that remembers every name the code looks up."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+
+def names_the_code_reads() -> set[str]:
+    env = RecordingEnv(
+        {"FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT": "st"}
+        | {f"FOUNDRY_SERVICE_AZURE_{n}": "x" for n in REQUIRED}
+    )
+    Settings.from_env(env)
+    AzureSettings.from_env(env)
+    ProxySettings.from_env(env)
+    host_json = (ROOT / "host.json").read_text() + (ROOT / "timers" / "maintenance.py").read_text()
+    env.read |= set(re.findall(r"%(FOUNDRY_SERVICE_[A-Z0-9_]+)%", host_json))
+    return {n for n in env.read if n.startswith("FOUNDRY_SERVICE_")}
+
+
+def names_the_bicep_sets() -> set[str]:
+    text = APP_BICEP.read_text()
+    block = text[text.index("name: 'appsettings'") :]
+    block = block[: block.index("\n  }\n}")]
+    return set(re.findall(r"^\s+(FOUNDRY_SERVICE_[A-Z0-9_]+)\s*:", block, re.MULTILINE))
+
+
+def test_every_setting_the_code_reads_is_deployed() -> None:
+    missing = names_the_code_reads() - DEV_ONLY - names_the_bicep_sets()
+    assert not missing, f"set these in {APP_BICEP.name}: {sorted(missing)}"
+
+
+def test_the_bicep_sets_nothing_the_code_ignores() -> None:
+    unused = names_the_bicep_sets() - names_the_code_reads()
+    assert not unused, f"nothing reads {sorted(unused)}"
+
+
+def test_dev_only_names_are_really_read() -> None:
+    assert DEV_ONLY <= names_the_code_reads()
+
+
+def test_local_settings_sample_only_names_real_settings() -> None:
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    ours = {n for n in sample if n.startswith("FOUNDRY_SERVICE_")}
+    assert ours <= names_the_code_reads()
+
+
+def test_secrets_come_from_key_vault_references() -> None:
+    text = APP_BICEP.read_text()
+    for name in ("FOUNDRY_SERVICE_API_KEYS", "FOUNDRY_SERVICE_ANTHROPIC_API_KEY"):
+        line = next(line for line in text.splitlines() if line.strip().startswith(name + ":"))
+        assert "@Microsoft.KeyVault(" in line or "kvRef" in line, line
+    assert "listKeys" not in text.replace("logs.listKeys()", "")  # no storage account keys
+    assert "allowSharedKeyAccess: false" in text
