@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from shared.log_context import job_context
 from shared.models import StepResult
 
 
@@ -15,3 +18,16 @@ def job_id_of(payload: Any) -> str:
 
 def reply(result: StepResult) -> dict[str, Any]:
     return result.to_dict()
+
+
+def for_job(
+    activity: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Run the activity inside its job's logging context (job_id on every log line)."""
+
+    @functools.wraps(activity)
+    def wrapper(payload: dict[str, Any]) -> dict[str, Any]:
+        with job_context(job_id_of(payload)):
+            return activity(payload)
+
+    return wrapper

@@ -7,7 +7,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import names
-from activities._payload import job_id_of, reply
+from activities._payload import for_job, job_id_of, reply
 from shared import job_steps
 from shared.services import get_services
 
@@ -15,6 +15,7 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.FAIL_JOB)
+@for_job
 def fail_job(payload: dict[str, Any]) -> dict[str, Any]:
     return reply(
         job_steps.fail_job(
@@ -24,5 +25,6 @@ def fail_job(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity=names.COMPENSATE_CANCEL)
+@for_job
 def compensate_cancel(payload: dict[str, Any]) -> dict[str, Any]:
     return reply(job_steps.compensate_cancel(get_services(), job_id_of(payload)))

@@ -7,7 +7,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import names
-from activities._payload import job_id_of, reply
+from activities._payload import for_job, job_id_of, reply
 from shared import job_steps
 from shared.services import get_services
 
@@ -15,6 +15,7 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.START_PREVIEW)
+@for_job
 def start_preview(payload: dict[str, Any]) -> dict[str, Any]:
     return reply(
         job_steps.start_preview(get_services(), job_id_of(payload), str(payload["image_ref"]))
@@ -22,11 +23,13 @@ def start_preview(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity=names.CHECK_PREVIEW)
+@for_job
 def check_preview(payload: dict[str, Any]) -> dict[str, Any]:
     return reply(job_steps.check_preview(get_services(), job_id_of(payload)))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.FINALIZE_READY)
+@for_job
 def finalize_ready(payload: dict[str, Any]) -> dict[str, Any]:
     return reply(
         job_steps.finalize_ready(get_services(), job_id_of(payload), str(payload["preview_url"]))

@@ -13,6 +13,7 @@ from shared.auth import Authenticator, Principal
 from shared.errors import ConfigurationError, FoundryError, NotFound, TransientBackendError
 from shared.http import ApiError, error_response, not_found, unauthorized
 from shared.ids import is_job_id
+from shared.log_context import job_context
 from shared.models import JobRecord
 from shared.services import Services, get_services
 
@@ -60,22 +61,24 @@ def _translate(exc: Exception) -> func.HttpResponse:
 
 
 def handle(req: func.HttpRequest, scope: str, handler: SyncHandler) -> func.HttpResponse:
-    try:
-        svc = get_services()
-        return handler(req, authorise(req, svc, scope), svc)
-    except Exception as exc:  # noqa: BLE001 - the edge turns everything into the envelope
-        return _translate(exc)
+    with job_context(req.route_params.get("job_id", "-")):
+        try:
+            svc = get_services()
+            return handler(req, authorise(req, svc, scope), svc)
+        except Exception as exc:  # noqa: BLE001 - the edge turns everything into the envelope
+            return _translate(exc)
 
 
 async def handle_async(
     req: func.HttpRequest, scope: str, handler: AsyncHandler
 ) -> func.HttpResponse:
-    try:
-        svc = await asyncio.to_thread(get_services)
-        principal = authorise(req, svc, scope)
-        return await handler(req, principal, svc)
-    except Exception as exc:  # noqa: BLE001
-        return _translate(exc)
+    with job_context(req.route_params.get("job_id", "-")):
+        try:
+            svc = await asyncio.to_thread(get_services)
+            principal = authorise(req, svc, scope)
+            return await handler(req, principal, svc)
+        except Exception as exc:  # noqa: BLE001
+            return _translate(exc)
 
 
 def load_visible_job(svc: Services, job_id: str, principal: Principal) -> JobRecord:

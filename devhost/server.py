@@ -25,6 +25,7 @@ from aiohttp import web
 from devhost.client import InProcessDurableClient
 from devhost.driver import Driver
 from devhost.http_host import FunctionHost
+from shared import log_context
 
 log = logging.getLogger("devhost")
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,9 +102,12 @@ def main() -> None:
         "--azurite", action="store_true", help="start Azurite (npm package) on free loopback ports"
     )
     parser.add_argument("--maintenance-every", type=float, default=60.0)
+    parser.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("azure").setLevel(logging.WARNING)  # per-request SDK logs are noise here
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [%(job_id)s] %(message)s"
+    )
+    log_context.install(json_lines=args.json_logs)
     emulator = None
     if args.azurite:
         from tests.azurite import start_azurite

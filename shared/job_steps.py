@@ -90,6 +90,7 @@ def start_build(svc: Services, job_id: str) -> StepResult:
         finally:
             del token
         svc.audit.record("build.started", job_id=job_id, backend=svc.backend.name)
+        log.info("build started on %s", svc.backend.name)
     _progress(svc, job_id, phase="building", percent=5, label="Build container starting")
     return StepResult(data=limits)
 
@@ -238,6 +239,7 @@ def finalize_ready(svc: Services, job_id: str, preview_url: str) -> StepResult:
         return StepResult.was_canceled()
     svc.tokens.revoke_job(job_id)
     svc.audit.record("job.ready", job_id=job_id, preview_url=preview_url)
+    log.info("job ready at %s", preview_url)
     return StepResult()
 
 
@@ -260,6 +262,7 @@ def fail_job(svc: Services, job_id: str, code: str, message: str) -> StepResult:
             job = svc.jobs.get_job(job_id)
     release_job_resources(svc, job)
     svc.audit.record("job.failed", job_id=job_id, code=code, message=message)
+    log.warning("job failed: %s: %s", code, message)
     return StepResult()
 
 

@@ -1,0 +1,30 @@
+"""OpenTelemetry export to Application Insights, when the app has a connection string.
+
+App Insights is deployed with local auth disabled, so export authenticates with the service's
+managed identity. Logs keep their ``job_id``/``instance_id`` attributes as custom dimensions."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def configure(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    connection = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
+    if not connection:
+        return False
+    from azure.identity import ManagedIdentityCredential
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    options: dict[str, Any] = {"connection_string": connection}
+    client_id = env.get("AZURE_CLIENT_ID", "").strip()
+    if "Authorization=AAD" in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""):
+        options["credential"] = ManagedIdentityCredential(client_id=client_id or None)
+    configure_azure_monitor(**options)
+    log.info("OpenTelemetry export to Application Insights is on")
+    return True
