@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from devhost import webhooks
 from devhost.client import InProcessDurableClient
 from devhost.driver import Driver
 from devhost.http_host import FunctionHost
@@ -42,7 +43,7 @@ def _pump(driver: Driver, stop: threading.Event) -> None:
             stop.wait(0.05)
 
 
-def build_app(host: FunctionHost) -> web.Application:
+def build_app(host: FunctionHost, client: InProcessDurableClient | None = None) -> web.Application:
     async def dispatch(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         response = await host.request(
@@ -58,6 +59,8 @@ def build_app(host: FunctionHost) -> web.Application:
         )
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
+    if client is not None:  # loopback only: the dev server has no system keys
+        webhooks.add_routes(app, client)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 
@@ -80,7 +83,7 @@ async def serve(port: int, maintenance_every: float) -> None:
     stop = threading.Event()
     pump = threading.Thread(target=_pump, args=(driver, stop), daemon=True, name="durable")
     pump.start()
-    runner = web.AppRunner(build_app(host))
+    runner = web.AppRunner(build_app(host, client))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     timer = asyncio.create_task(_timer_loop(host, maintenance_every))

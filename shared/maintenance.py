@@ -61,7 +61,7 @@ async def run_maintenance(
     await asyncio.to_thread(_reap_expired, svc, now, report)
     await _reconcile(svc, client, now, report)
     await asyncio.to_thread(_sweep_orphans, svc, report)
-    await _purge_history(svc, client, now, report)
+    await purge_history(svc, client, now, report)
     if any(v for k, v in report.to_dict().items()):
         log.info("maintenance: %s", report.to_dict())
     return report
@@ -87,7 +87,7 @@ async def _reconcile(
     for job in jobs:
         try:
             status = await client.get_status(job.job_id)
-            runtime = _runtime(status)
+            runtime = runtime_status(status)
             if job.status is JobStatus.CANCELED:
                 if runtime in ("Running", "Pending", "ContinuedAsNew"):
                     await client.raise_event(job.job_id, CANCEL_EVENT, {"by": "reconciler"})
@@ -128,7 +128,7 @@ async def _reconcile(
             report.errors.append(f"{job.job_id}: reconcile: {exc}")
 
 
-def _runtime(status: Any) -> str | None:
+def runtime_status(status: Any) -> str | None:
     runtime = getattr(status, "runtime_status", None)
     if runtime is None:
         return None
@@ -154,7 +154,7 @@ def _sweep_orphans(svc: Services, report: MaintenanceReport) -> None:
             report.errors.append(f"{job_id}: sweep: {exc}")
 
 
-async def _purge_history(
+async def purge_history(
     svc: Services, client: DurableClient, now: datetime, report: MaintenanceReport
 ) -> None:
     cutoff = now - timedelta(days=svc.settings.history_retention_days)

@@ -1,0 +1,1 @@
+"""Operator tooling: ``python -m admin --help``."""
