@@ -123,12 +123,12 @@ async def _run(
                 "runtime_status": runtime_status(status),
                 "custom_status": getattr(status, "custom_status", None),
             }
-        shown = {
+        details: dict[str, Any] = {
             "job": job_view(job),
             "history": svc.jobs.list_history(args.job_id),
             "orchestration": orchestration,
         }
-        print(json.dumps(shown, indent=1, default=str), file=out)
+        print(json.dumps(details, indent=1, default=str), file=out)
         return 0
     if args.command == "logs":
         offset = 0
