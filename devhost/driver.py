@@ -82,6 +82,7 @@ class Instance:
     custom_status_log: list[Any] = field(default_factory=list)
     activity_calls: list[tuple[str, Any, int]] = field(default_factory=list)
     max_history: int = 0
+    total_events: int = 0
     episodes: int = 0
     last_updated: datetime | None = None
 
@@ -292,6 +293,7 @@ class Driver:
         now = self.now()
         inst.history.append(h.orchestrator_started(now))
         inst.history.extend(new_events)
+        inst.total_events += 2 + len(new_events)  # + OrchestratorCompleted below
         context = {
             "history": h.mark_played(inst.history),
             "instanceId": inst.instance_id,

@@ -4,6 +4,7 @@ request, and the durable client passed where a ``durableClient`` binding is decl
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from dataclasses import dataclass
@@ -103,10 +104,10 @@ class FunctionHost:
         kwargs: dict[str, Any] = {"req": request}
         if route.client_param:
             kwargs[route.client_param] = self.client
-        result = route.call(**kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        return result  # type: ignore[no-any-return]
+        if inspect.iscoroutinefunction(route.call):
+            return await route.call(**kwargs)  # type: ignore[no-any-return]
+        # Like the host: synchronous functions run on a worker thread, not on the event loop.
+        return await asyncio.to_thread(route.call, **kwargs)  # type: ignore[no-any-return]
 
     async def run_timer(self, name: str) -> None:
         call, client_param = self.timers[name]

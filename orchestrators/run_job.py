@@ -39,9 +39,9 @@ class _Outcome:
     CONTINUED = "continued"
 
 
-def poll_delay(round_: int) -> timedelta:
-    """2, 3, 4, 6, 10, 15, 22, 30, 30, ... seconds."""
-    return timedelta(seconds=min(MAX_POLL_SECS, int(FIRST_POLL_SECS * 1.5 ** min(round_, 12))))
+def poll_delay(round_: int, cap_secs: int = MAX_POLL_SECS) -> timedelta:
+    """2, 3, 4, 6, 10, 15, 22, 30, ... seconds, capped at ``cap_secs``."""
+    return timedelta(seconds=min(cap_secs, int(FIRST_POLL_SECS * 1.5 ** min(round_, 12))))
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=NAME, input_type=dict)
@@ -170,7 +170,8 @@ def _poll(
             state.generation += 1
             context.continue_as_new(state.to_dict())
             return _Outcome.CONTINUED
-        timer: Any = context.create_timer(now + poll_delay(state.round))  # a TimerTask
+        cap = (state.limits or {}).get("poll_max_secs", MAX_POLL_SECS)
+        timer: Any = context.create_timer(now + poll_delay(state.round, cap))  # a TimerTask
         winner = yield context.task_any([timer, cancel])
         if winner == cancel:
             timer.cancel()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from shared.audit import AuditLog
 from shared.backends.base import BuildBackend
@@ -31,9 +32,13 @@ class Services:
     backend: BuildBackend
 
     @classmethod
-    def build(cls, settings: Settings, *, backend: BuildBackend | None = None) -> Services:
-        tables = table_service(settings)
-        blobs = JobBlobs(blob_service(settings), container=settings.storage_container)
+    def build(
+        cls, settings: Settings, *, backend: BuildBackend | None = None, **client_options: Any
+    ) -> Services:
+        tables = table_service(settings, **client_options)
+        blobs = JobBlobs(
+            blob_service(settings, **client_options), container=settings.storage_container
+        )
         services = cls(
             settings=settings,
             jobs=JobStore(tables, prefix=settings.table_prefix),

@@ -47,6 +47,8 @@ class Settings:
     build_timeout_secs: int = 3600
     image_build_timeout_secs: int = 1800
     deploy_timeout_secs: int = 600
+    #: Longest wait between two status checks of a running step (log-follow latency bound).
+    poll_max_secs: int = 10
     preview_domain: str = "foundry.local"
     signed_url_ttl_secs: int = 900
     sas_grant_ttl_secs: int = 3600
@@ -88,6 +90,7 @@ class Settings:
                 env, ENV_PREFIX + "IMAGE_BUILD_TIMEOUT_SECS", 1800, minimum=1
             ),
             deploy_timeout_secs=_int(env, ENV_PREFIX + "DEPLOY_TIMEOUT_SECS", 600, minimum=1),
+            poll_max_secs=_int(env, ENV_PREFIX + "POLL_MAX_SECS", 10, minimum=2),
             preview_domain=get("PREVIEW_DOMAIN", "foundry.local"),
             signed_url_ttl_secs=_int(
                 env, ENV_PREFIX + "AZURE_SIGNED_URL_TTL_SECS", 900, minimum=60

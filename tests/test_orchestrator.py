@@ -22,7 +22,12 @@ from shared.models import StepResult
 JOB = "fj_01JTESTTESTTESTTESTTESTTES"
 OK = StepResult().to_dict()
 WAIT = StepResult(done=False).to_dict()
-LIMITS = {"build_timeout_secs": 3600, "image_timeout_secs": 600, "deploy_timeout_secs": 600}
+LIMITS = {
+    "build_timeout_secs": 3600,
+    "image_timeout_secs": 600,
+    "deploy_timeout_secs": 600,
+    "poll_max_secs": 30,
+}
 
 
 class Stubs:
@@ -238,6 +243,18 @@ def test_build_timeout_stops_the_build_then_fails(driver: Driver, stubs: Stubs) 
     assert inst.output["code"] == "build_timeout"
     assert stubs.calls[-2:] == [names.STOP_BUILD_FOR_TIMEOUT, names.FAIL_JOB]
     assert timedelta(seconds=120) <= driver.now() - began <= timedelta(seconds=120 + 31)
+
+
+def test_poll_interval_is_capped_by_the_configured_limit(driver: Driver, stubs: Stubs) -> None:
+    stubs.sequence(names.CHECK_BUILD, *[WAIT] * 12, OK)
+    stubs.behaviour[names.START_BUILD] = lambda p: StepResult(
+        data={**LIMITS, "poll_max_secs": 5}
+    ).to_dict()
+    start(driver)
+    began = driver.now()
+    driver.run_to_completion(JOB)
+    # 3, 4, then 5 s for the other ten waits: never the uncapped 6, 10, 15, ...
+    assert driver.now() - began == timedelta(seconds=3 + 4 + 10 * 5)
 
 
 def test_image_timeout_fails_as_preview_deploy_failed(driver: Driver, stubs: Stubs) -> None:
