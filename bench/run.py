@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tests.azurite import free_port, start_azurite  # noqa: E402
 
 KEY = "bench-key"
+TICK_BUILDER = ROOT / "bench" / "tick_builder.py"
 LEVELS = (1, 10, 50)
 SUBMITS_PER_LEVEL = 50  # then canceled, so the queue stays within its default cap of 50
 POLLS_PER_LEVEL = 300
@@ -57,46 +58,45 @@ def timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
+def measure_level(http: httpx.Client, level: int) -> dict[str, Any]:
+    """``level`` clients submit SUBMITS_PER_LEVEL jobs, poll them, then cancel them."""
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def submit(_: int) -> float:
+        tag = uuid.uuid4().hex[:12]
+        start = time.perf_counter()
+        resp = http.post("/v1/jobs", json=body(tag))
+        elapsed = time.perf_counter() - start
+        assert resp.status_code == 202, resp.text
+        with lock:
+            ids.append(resp.json()["job_id"])
+        return elapsed
+
+    def poll(i: int) -> float:
+        return timed(lambda: http.get(f"/v1/jobs/{ids[i % len(ids)]}").raise_for_status())
+
+    with ThreadPoolExecutor(level) as pool:
+        submits = list(pool.map(submit, range(SUBMITS_PER_LEVEL)))
+    with ThreadPoolExecutor(level) as pool:
+        polls = list(pool.map(poll, range(POLLS_PER_LEVEL)))
+    for job_id in ids:
+        http.post(f"/v1/jobs/{job_id}/cancel")
+    return {
+        "clients": level,
+        "submit_p50_ms": pct(submits, 0.5),
+        "submit_p99_ms": pct(submits, 0.99),
+        "poll_p50_ms": pct(polls, 0.5),
+        "poll_p99_ms": pct(polls, 0.99),
+    }
+
+
 def latency_levels(base: str) -> list[dict[str, Any]]:
-    rows = []
     headers = {"Authorization": f"Bearer {KEY}"}
     with httpx.Client(
         base_url=base, headers=headers, timeout=60, limits=httpx.Limits(max_connections=64)
     ) as http:
-        for level in LEVELS:
-            ids: list[str] = []
-            lock = threading.Lock()
-
-            def submit(_: int) -> float:
-                tag = uuid.uuid4().hex[:12]
-                start = time.perf_counter()
-                resp = http.post("/v1/jobs", json=body(tag))
-                elapsed = time.perf_counter() - start
-                assert resp.status_code == 202, resp.text
-                with lock:
-                    ids.append(resp.json()["job_id"])
-                return elapsed
-
-            with ThreadPoolExecutor(level) as pool:
-                submits = list(pool.map(submit, range(SUBMITS_PER_LEVEL)))
-
-            def poll(i: int) -> float:
-                return timed(lambda: http.get(f"/v1/jobs/{ids[i % len(ids)]}").raise_for_status())
-
-            with ThreadPoolExecutor(level) as pool:
-                polls = list(pool.map(poll, range(POLLS_PER_LEVEL)))
-            for job_id in ids:
-                http.post(f"/v1/jobs/{job_id}/cancel")
-            rows.append(
-                {
-                    "clients": level,
-                    "submit_p50_ms": pct(submits, 0.5),
-                    "submit_p99_ms": pct(submits, 0.99),
-                    "poll_p50_ms": pct(polls, 0.5),
-                    "poll_p99_ms": pct(polls, 0.99),
-                }
-            )
-    return rows
+        return [measure_level(http, level) for level in LEVELS]
 
 
 def point_read_ms(connection: str, prefix: str, base: str) -> dict[str, float]:
@@ -222,15 +222,16 @@ def main() -> None:
         "FOUNDRY_SERVICE_QUEUE_CAP": "60",
         "FOUNDRY_SERVICE_MAX_CONCURRENT_BUILDS": "1",
         "FOUNDRY_SERVICE_LOCAL_WORK_DIR": str(scratch / "work"),
-        "FOUNDRY_SERVICE_LOCAL_BUILDER_COMMAND": f"{sys.executable} {ROOT / 'bench' / 'tick_builder.py'} 40",
+        "FOUNDRY_SERVICE_LOCAL_BUILDER_COMMAND": f"{sys.executable} {TICK_BUILDER} 40",
     }
+    server_log = (scratch / "server.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "devhost.server", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(scratch / "server.log", "wb"),
-    )  # noqa: SIM115
+        stderr=server_log,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -247,6 +248,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
+        server_log.close()
         azurite.stop()
     results = {
         "levels": levels,

@@ -105,7 +105,7 @@ class FunctionHost:
         if route.client_param:
             kwargs[route.client_param] = self.client
         if inspect.iscoroutinefunction(route.call):
-            return await route.call(**kwargs)  # type: ignore[no-any-return]
+            return await route.call(**kwargs)
         # Like the host: synchronous functions run on a worker thread, not on the event loop.
         return await asyncio.to_thread(route.call, **kwargs)  # type: ignore[no-any-return]
 
