@@ -104,10 +104,12 @@ class FunctionHost:
         kwargs: dict[str, Any] = {"req": request}
         if route.client_param:
             kwargs[route.client_param] = self.client
+        response: func.HttpResponse
         if inspect.iscoroutinefunction(route.call):
-            return await route.call(**kwargs)
-        # Like the host: synchronous functions run on a worker thread, not on the event loop.
-        return await asyncio.to_thread(route.call, **kwargs)  # type: ignore[no-any-return]
+            response = await route.call(**kwargs)
+        else:  # like the host: synchronous functions run on a worker thread, not the event loop
+            response = await asyncio.to_thread(route.call, **kwargs)
+        return response
 
     async def run_timer(self, name: str) -> None:
         call, client_param = self.timers[name]
