@@ -101,6 +101,9 @@ class Driver:
         self.instances: dict[str, Instance] = {}
         self.lock = threading.RLock()
         self.activity_hook: ActivityHook | None = None
+        #: Runs after an activity returned; raising here simulates a lost completion (the side
+        #: effects happened, Durable redelivers the activity): at-least-once execution.
+        self.after_activity_hook: ActivityHook | None = None
         self.orchestrators: dict[str, Callable[[str], str]] = {}
         self.activities: dict[str, Callable[[Any], Any]] = {}
         for function in indexed_functions(app):
@@ -249,6 +252,8 @@ class Driver:
             fn = self.activities[act.name]
             result = fn(act.input)
             json.dumps(result)
+            if self.after_activity_hook is not None:
+                self.after_activity_hook(act.name, act.input, act.attempt)
         except Exception as exc:  # noqa: BLE001 - delivered to the orchestrator as TaskFailed
             self._episode(
                 inst,

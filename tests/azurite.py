@@ -62,30 +62,25 @@ def azurite_binary() -> str:
     )
 
 
-def start_azurite(log_dir: Path) -> Azurite:
-    ports = [free_port() for _ in range(3)]
+def start_azurite(
+    log_dir: Path, *, ports: list[int] | None = None, location: Path | None = None
+) -> Azurite:
+    """In-memory on free ports by default; ``location`` persists data (survives a restart)."""
+    ports = ports or [free_port() for _ in range(3)]
     log_dir.mkdir(parents=True, exist_ok=True)
+    persistence = ["--location", str(location)] if location else ["--inMemoryPersistence"]
     cmd = [
         azurite_binary(),
         "--silent",
-        "--inMemoryPersistence",
+        *persistence,
         "--skipApiVersionCheck",
         "--disableTelemetry",
         "--loose",
-        "--blobHost",
-        "127.0.0.1",
-        "--blobPort",
-        str(ports[0]),
-        "--queueHost",
-        "127.0.0.1",
-        "--queuePort",
-        str(ports[1]),
-        "--tableHost",
-        "127.0.0.1",
-        "--tablePort",
-        str(ports[2]),
-    ]
-    with (log_dir / "azurite.log").open("wb") as log:
+        "--blobHost", "127.0.0.1", "--blobPort", str(ports[0]),
+        "--queueHost", "127.0.0.1", "--queuePort", str(ports[1]),
+        "--tableHost", "127.0.0.1", "--tablePort", str(ports[2]),
+    ]  # fmt: skip
+    with (log_dir / "azurite.log").open("ab") as log:
         proc = subprocess.Popen(
             cmd,
             stdout=log,
