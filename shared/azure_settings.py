@@ -22,6 +22,14 @@ REQUIRED = (
 )
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+
+
 @dataclass(frozen=True)
 class AzureSettings:
     subscription_id: str
@@ -45,6 +53,8 @@ class AzureSettings:
     #: Verify TLS with this CA bundle instead of the system one (tests use a loopback fake).
     ca_bundle: str | None = None
     warm_path: str = "/"
+    #: Per-request read timeout for ARM, ACR and the preview warm-up (the SDK retries on it).
+    http_timeout_secs: float = 60.0
 
     @property
     def environment_id(self) -> str:
@@ -107,4 +117,5 @@ class AzureSettings:
             preview_certificates={str(k): str(v) for k, v in certs.items()},
             ca_bundle=opt("CA_BUNDLE") or None,
             warm_path=opt("WARM_PATH", "/"),
+            http_timeout_secs=_float(env, P + "HTTP_TIMEOUT_SECS", 60.0),
         )

@@ -226,6 +226,21 @@ def test_retries_never_start_a_second_execution_or_run(azure, fake, api, driver)
     assert driver.run_to_completion(job_id).output["status"] == "ready"
 
 
+def test_timeouts_are_retried_by_the_sdk_without_duplicates(azure, fake, api, driver) -> None:
+    azure.backend.close()
+    azure.backend = AzureContainerAppsBackend(
+        azure.settings, azure_settings(fake, http_timeout_secs=0.5), azure.blobs, FakeCredential()
+    )
+    fake.fail("GET", r"/executions$", status=200, delay=1.5, times=2)  # reply arrives too late
+    _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
+    job_id = accepted["job_id"]
+    driver.run_to_completion(job_id, until=phase("build_wait"))
+    assert len(fake.executions[build_job_name(job_id)]) == 1
+    assert len(fake.calls("GET", r"/executions$")) >= 3  # two timed out, then answered
+    act_as_builder(fake, job_id)
+    assert driver.run_to_completion(job_id).output["status"] == "ready"
+
+
 def test_tasks_not_allowed_fails_with_a_clear_code(azure, fake, api, driver) -> None:
     fake.fail("POST", r"/scheduleRun$", status=403, times=10, code="TasksOperationsNotAllowed")
     _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())

@@ -213,3 +213,30 @@ def test_audit_is_append_only_and_scrubbed(services) -> None:
     assert [line["job_id"] for line in lines] == ["fj_A", "fj_B"]
     text = str(lines)
     assert "SECRET" not in text and "abcdef" not in text
+
+
+def test_without_an_account_key_urls_are_user_delegation_sas() -> None:
+    """Under managed identity there is no key: signing asks the service for a delegation key."""
+    from azure.core.credentials import AccessToken
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.errors import FoundryError
+    from shared.job_blobs import JobBlobs
+    from tests.azurite import free_port
+
+    class Token:
+        def get_token(self, *scopes, **kwargs):
+            return AccessToken("not-a-real-token", 4102444800)
+
+    seen = []
+    # Token credentials need HTTPS; nothing listens on this loopback port, the request is the point.
+    endpoint = f"https://127.0.0.1:{free_port()}/devstoreaccount1"
+    client = BlobServiceClient(
+        endpoint,
+        credential=Token(),
+        retry_total=0,
+        raw_request_hook=lambda r: seen.append(r.http_request.url),
+    )
+    with pytest.raises(FoundryError):
+        JobBlobs(client, container="c").signed_url("fj_A", "output/x", permission="r", ttl_secs=60)
+    assert any("comp=userdelegationkey" in url for url in seen)

@@ -89,7 +89,7 @@ class AzureContainerAppsBackend:
         from azure.mgmt.containerregistrytasks import ContainerRegistryTasksMgmtClient
 
         self.settings, self.az, self.blobs, self.credential = settings, az, blobs, credential
-        common: dict[str, Any] = {"base_url": az.arm_url}
+        common: dict[str, Any] = {"base_url": az.arm_url, "read_timeout": az.http_timeout_secs}
         if az.ca_bundle:
             common["connection_verify"] = az.ca_bundle
         self.aca = ContainerAppsAPIClient(credential, az.subscription_id, **common)
@@ -97,7 +97,7 @@ class AzureContainerAppsBackend:
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=az.ca_bundle) if az.ca_bundle else True
         )
-        self.http = httpx.Client(timeout=20.0, verify=verify)
+        self.http = httpx.Client(timeout=az.http_timeout_secs, verify=verify)
 
     @classmethod
     def from_env(cls, settings: Settings, blobs: JobBlobs) -> AzureContainerAppsBackend:
@@ -119,7 +119,10 @@ class AzureContainerAppsBackend:
     def _registry(self) -> Any:
         from azure.containerregistry import ContainerRegistryClient
 
-        kwargs: dict[str, Any] = {"audience": "https://management.azure.com"}
+        kwargs: dict[str, Any] = {
+            "audience": "https://management.azure.com",
+            "read_timeout": self.az.http_timeout_secs,
+        }
         if self.az.ca_bundle:
             kwargs["connection_verify"] = self.az.ca_bundle
         return ContainerRegistryClient(
@@ -396,7 +399,7 @@ class AzureContainerAppsBackend:
         if state != "Succeeded" or not fqdn:
             return StepStatus(StepState.RUNNING)
         try:  # warm it once: scale-to-zero means the first request starts a replica
-            warm = self.http.get(f"https://{fqdn}{self.az.warm_path}", timeout=20.0)
+            warm = self.http.get(f"https://{fqdn}{self.az.warm_path}")
         except httpx.HTTPError:
             return StepStatus(StepState.RUNNING, "preview not answering yet")
         if warm.status_code >= 500:
