@@ -145,8 +145,8 @@ def _call(
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "activity failed"
         return StepResult.failure(FailureCode.INTERNAL_ERROR, f"{activity}: {reason}")
     result = StepResult.from_dict(raw)
-    if cancel.is_completed and result.ok:
-        return StepResult.was_canceled()
+    if cancel.is_completed and result.ok and activity != names.FINALIZE_READY:
+        return StepResult.was_canceled()  # a job that already reached ready is not canceled
     return result
 
 

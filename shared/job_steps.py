@@ -23,6 +23,7 @@ from shared.stream_progress import apply_stream_lines
 
 log = logging.getLogger(__name__)
 TOKEN_GRACE = timedelta(minutes=30)
+CLEANED_PHASE = "cleaned"
 
 
 def _now() -> datetime:
@@ -290,7 +291,16 @@ def compensate_cancel(svc: Services, job_id: str) -> StepResult:
         except IllegalTransition:
             job = svc.jobs.get_job(job_id)
     release_job_resources(svc, job)
+    if job.status is JobStatus.CANCELED:
+        mark_cleaned(svc, job_id)
     return StepResult()
+
+
+def mark_cleaned(svc: Services, job_id: str) -> None:
+    """Record that a canceled job's teardown ran, so the reconciler stops watching it."""
+    svc.jobs.update(
+        job_id, lambda j: replace(j, phase=CLEANED_PHASE) if j.phase != CLEANED_PHASE else None
+    )
 
 
 def expire_job(svc: Services, job_id: str, *, reason: str, clear_preview: bool) -> JobRecord:

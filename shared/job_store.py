@@ -164,8 +164,26 @@ class JobStore:
             token = pages.continuation_token  # type: ignore[attr-defined]
         return records, encode_cursor(token)
 
-    def iter_jobs(self, statuses: Iterable[JobStatus]) -> list[JobRecord]:
+    def iter_jobs(
+        self,
+        statuses: Iterable[JobStatus],
+        *,
+        finished_after: datetime | None = None,
+        finished_before: datetime | None = None,
+        phase_not: str | None = None,
+    ) -> list[JobRecord]:
+        """Jobs in ``statuses``, optionally narrowed server-side so periodic sweeps stay cheap
+        however many finished jobs the table holds."""
         query, params = _status_query(statuses)
+        if finished_after is not None:
+            query += " and finished_at ge @after"
+            params["after"] = finished_after
+        if finished_before is not None:
+            query += " and finished_at le @before"
+            params["before"] = finished_before
+        if phase_not is not None:
+            query += " and phase ne @phase"
+            params["phase"] = phase_not
         with translate_azure_errors("query jobs"):
             return [entity_to_record(e) for e in self.jobs.query_entities(query, parameters=params)]
 

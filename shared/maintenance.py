@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -22,6 +23,8 @@ ORCHESTRATION_NAME = "run_job"
 CANCEL_EVENT = "cancel"
 #: A queued job whose orchestration is missing this long after submit gets (re)started.
 START_GRACE = timedelta(seconds=30)
+#: How long after a cancel the reconciler keeps checking that its cleanup happened.
+CANCEL_WATCH = timedelta(days=1)
 _FINISHED = {"Completed", "Failed", "Terminated", "Canceled"}
 
 
@@ -83,8 +86,18 @@ def _reap_expired(svc: Services, now: datetime, report: MaintenanceReport) -> No
 async def _reconcile(
     svc: Services, client: DurableClient, now: datetime, report: MaintenanceReport
 ) -> None:
-    jobs = await asyncio.to_thread(svc.jobs.iter_jobs, [*IN_FLIGHT_STATUSES, JobStatus.CANCELED])
-    for job in jobs:
+    in_flight = await asyncio.to_thread(svc.jobs.iter_jobs, IN_FLIGHT_STATUSES)
+    # Canceled jobs only while their cleanup may still be outstanding (not marked cleaned, and
+    # canceled within the last day), so this does not grow with the table.
+    canceled = await asyncio.to_thread(
+        partial(
+            svc.jobs.iter_jobs,
+            [JobStatus.CANCELED],
+            finished_after=now - CANCEL_WATCH,
+            phase_not=job_steps.CLEANED_PHASE,
+        )
+    )
+    for job in [*in_flight, *canceled]:
         try:
             status = await client.get_status(job.job_id)
             runtime = runtime_status(status)
@@ -95,6 +108,7 @@ async def _reconcile(
                 elif job.finished_at and now - job.finished_at > START_GRACE:
                     # No orchestration will compensate: make sure nothing is left running.
                     removed = await asyncio.to_thread(job_steps.release_job_resources, svc, job)
+                    await asyncio.to_thread(job_steps.mark_cleaned, svc, job.job_id)
                     if removed:
                         report.repaired.append(job.job_id)
                 continue
@@ -159,10 +173,10 @@ async def purge_history(
 ) -> None:
     cutoff = now - timedelta(days=svc.settings.history_retention_days)
     terminal = [JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED]
-    jobs = await asyncio.to_thread(svc.jobs.iter_jobs, terminal)
+    jobs = await asyncio.to_thread(
+        partial(svc.jobs.iter_jobs, terminal, finished_before=cutoff, phase_not="purged")
+    )
     for job in jobs:
-        if job.finished_at is None or job.finished_at > cutoff or job.phase == "purged":
-            continue
         try:
             await client.purge_instance_history(job.job_id)
             await asyncio.to_thread(

@@ -219,3 +219,30 @@ def test_fifty_concurrent_identical_submits_create_one_job(api, driver, services
     jobs, _ = services.jobs.list_jobs(page_size=100)
     assert len(jobs) == 1
     assert list(driver.instances) == [jobs[0].job_id]
+
+
+def test_sweeps_skip_jobs_that_need_nothing_more(api, driver, client, services, scripted) -> None:
+    """Canceled jobs leave the reconciler once cleaned; purge only sees old, unpurged jobs."""
+    job_id = submit(api)
+    api.call("POST", f"/v1/jobs/{job_id}/cancel")
+    driver.run_to_completion(job_id)
+    assert services.jobs.get_job(job_id).phase == "cleaned"
+    calls: list[str] = []
+    original = client.get_status
+
+    async def counting(instance_id: str, *args, **kwargs):
+        calls.append(instance_id)
+        return await original(instance_id, *args, **kwargs)
+
+    client.get_status = counting
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    asyncio.run(run_maintenance(services, client, now=later))
+    assert calls == []  # nothing in flight, and the canceled job is known to be clean
+    jobs = services.jobs.iter_jobs([JobStatus.CANCELED], finished_before=later, phase_not="purged")
+    assert [j.job_id for j in jobs] == [job_id]
+    assert (
+        services.jobs.iter_jobs(
+            [JobStatus.CANCELED], finished_before=datetime.now(UTC) - timedelta(days=1)
+        )
+        == []
+    )

@@ -279,3 +279,20 @@ def test_the_driver_detects_task_id_drift(driver: Driver, stubs: Stubs) -> None:
     inst = driver.instances[JOB]
     with pytest.raises(DriverError, match="id drift"):
         driver._episode(inst, [h.task_completed(driver.now(), 41, OK)])
+
+
+def test_a_cancel_racing_a_successful_finalize_keeps_ready(driver: Driver, stubs: Stubs) -> None:
+    stubs.sequence(
+        names.CHECK_PREVIEW,
+        WAIT,
+        StepResult(data={"preview_url": "https://app.acme.example"}).to_dict(),
+    )
+    start(driver)
+    while (driver.instances[JOB].custom_status or {}).get("phase") != "finalize":
+        if not driver.step():
+            driver.advance(timedelta(seconds=30))
+    assert names.FINALIZE_READY not in stubs.calls  # scheduled, not yet run
+    driver.raise_event(JOB, run_job.CANCEL_EVENT, {"by": "test"})
+    inst = driver.run_to_completion(JOB)
+    assert inst.output["status"] == "ready"
+    assert names.COMPENSATE_CANCEL not in stubs.calls
