@@ -177,6 +177,15 @@ class Driver:
                 return
         raise Stuck(f"still busy after {max_steps} steps")
 
+    def jump_to_next_timer(self) -> bool:
+        """Move the virtual clock to the next pending timer without running anything (for
+        tests that step one unit at a time). False when no timer is pending."""
+        due = self._next_timer()
+        if due is None:
+            return False
+        self._now = max(self._now, due[1].fire_at)
+        return True
+
     def advance(self, delta: timedelta) -> None:
         """Move the virtual clock forward by ``delta``, firing timers in order on the way."""
         target = self._now + delta

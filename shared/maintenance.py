@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from shared import job_steps

@@ -289,8 +289,7 @@ def test_a_cancel_racing_a_successful_finalize_keeps_ready(driver: Driver, stubs
     )
     start(driver)
     while (driver.instances[JOB].custom_status or {}).get("phase") != "finalize":
-        if not driver.step():
-            driver.advance(timedelta(seconds=30))
+        assert driver.step() or driver.jump_to_next_timer()
     assert names.FINALIZE_READY not in stubs.calls  # scheduled, not yet run
     driver.raise_event(JOB, run_job.CANCEL_EVENT, {"by": "test"})
     inst = driver.run_to_completion(JOB)
