@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
@@ -43,19 +44,25 @@ class ClaimStore:
     def _idem_keys(owner: str, key: str) -> tuple[str, str]:
         return sha256_hex(owner), sha256_hex(key)
 
-    def claim_idempotency(
-        self, owner: str, key: str, *, job_id: str, request_hash: str
-    ) -> IdempotencyClaim:
-        """Insert the claim; if someone holds it already, return theirs with ``won=False``."""
-        pk, rk = self._idem_keys(owner, key)
-        now = datetime.now(UTC)
-        row = {
+    @classmethod
+    def _idem_row(
+        cls, owner: str, key: str, *, job_id: str, request_hash: str, at: datetime
+    ) -> dict[str, Any]:
+        pk, rk = cls._idem_keys(owner, key)
+        return {
             "PartitionKey": pk,
             "RowKey": rk,
             "job_id": job_id,
             "request_hash": request_hash,
-            "claimed_at": now,
+            "claimed_at": at,
         }
+
+    def claim_idempotency(
+        self, owner: str, key: str, *, job_id: str, request_hash: str
+    ) -> IdempotencyClaim:
+        """Insert the claim; if someone holds it already, return theirs with ``won=False``."""
+        now = datetime.now(UTC)
+        row = self._idem_row(owner, key, job_id=job_id, request_hash=request_hash, at=now)
         try:
             with translate_azure_errors("claim idempotency key"):
                 meta = self.idempotency.create_entity(row)
@@ -87,15 +94,8 @@ class ClaimStore:
         self, owner: str, key: str, stale: IdempotencyClaim, *, job_id: str, request_hash: str
     ) -> IdempotencyClaim | None:
         """Replace a claim whose job row never appeared (its submitter died). ETag-guarded."""
-        pk, rk = self._idem_keys(owner, key)
         now = datetime.now(UTC)
-        row = {
-            "PartitionKey": pk,
-            "RowKey": rk,
-            "job_id": job_id,
-            "request_hash": request_hash,
-            "claimed_at": now,
-        }
+        row = self._idem_row(owner, key, job_id=job_id, request_hash=request_hash, at=now)
         try:
             with translate_azure_errors("take over idempotency key"):
                 meta = self.idempotency.update_entity(

@@ -132,6 +132,18 @@ class AzureContainerAppsBackend:
     def _tags(self, job_id: str) -> dict[str, str]:
         return {JOB_TAG: job_id, "foundry-managed": "true"}
 
+    def _envelope(self, job_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """What every resource the service creates has: region, job tags, the build identity."""
+        return {
+            "location": self.az.location,
+            "tags": self._tags(job_id),
+            "identity": {
+                "type": "UserAssigned",
+                "userAssignedIdentities": {self.az.identity_resource_id: {}},
+            },
+            "properties": properties,
+        }
+
     # -- build -------------------------------------------------------------------------------
     def _executions(self, job_id: str) -> list[Any]:
         try:
@@ -156,14 +168,9 @@ class AzureContainerAppsBackend:
 
     def build_job_envelope(self, job: JobRecord, *, proxy_token: str, grant: str) -> dict[str, Any]:
         registry = {"server": self.az.registry_server, "identity": self.az.identity_resource_id}
-        return {
-            "location": self.az.location,
-            "tags": self._tags(job.job_id),
-            "identity": {
-                "type": "UserAssigned",
-                "userAssignedIdentities": {self.az.identity_resource_id: {}},
-            },
-            "properties": {
+        return self._envelope(
+            job.job_id,
+            {
                 "environmentId": self.az.environment_id,
                 "configuration": {
                     "triggerType": "Manual",
@@ -196,7 +203,7 @@ class AzureContainerAppsBackend:
                     ]
                 },
             },
-        }
+        )
 
     def start_build(self, job: JobRecord, *, proxy_token: str) -> None:
         name = build_job_name(job.job_id)
@@ -334,14 +341,9 @@ class AzureContainerAppsBackend:
             "periodSeconds": 10,
             "failureThreshold": 6,
         }
-        return {
-            "location": self.az.location,
-            "tags": self._tags(job.job_id),
-            "identity": {
-                "type": "UserAssigned",
-                "userAssignedIdentities": {self.az.identity_resource_id: {}},
-            },
-            "properties": {
+        return self._envelope(
+            job.job_id,
+            {
                 "environmentId": self.az.environment_id,
                 "configuration": {
                     "ingress": ingress,
@@ -368,7 +370,7 @@ class AzureContainerAppsBackend:
                     "scale": {"minReplicas": 0, "maxReplicas": 1},
                 },
             },
-        }
+        )
 
     def deploy_preview(self, job: JobRecord, *, image_ref: str) -> None:
         envelope = self.preview_envelope(job, image_ref=image_ref)
