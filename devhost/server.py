@@ -117,6 +117,12 @@ def main() -> None:
 
         emulator = start_azurite(ROOT / ".azurite")
         os.environ["FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING"] = emulator.connection_string
+        # Azurite's well-known development key, not a secret: lets `python -m admin` join in.
+        env_file = ROOT / ".azurite" / "connection.env"
+        env_file.write_text(
+            f"export FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING='{emulator.connection_string}'\n"
+        )
+        log.info("storage settings for other tools: source %s", env_file)
     os.environ.setdefault("FOUNDRY_SERVICE_BUILD_BACKEND", "local")
     if not os.environ.get("FOUNDRY_SERVICE_API_KEYS"):
         log.warning("FOUNDRY_SERVICE_API_KEYS is empty: every /v1 call will be refused (401)")
