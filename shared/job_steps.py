@@ -51,9 +51,13 @@ def claim_build_slot(svc: Services, job_id: str) -> StepResult:
         return StepResult()
     if job.status is not JobStatus.QUEUED:
         return StepResult.was_canceled()
-    busy = svc.jobs.count([JobStatus.BUILDING, JobStatus.DEPLOYING])
-    if busy >= svc.settings.max_concurrent_builds:
-        return StepResult(done=False, message=f"{busy} builds running; waiting for a slot")
+
+    def status_of(other: str) -> JobStatus | None:
+        found = svc.jobs.find_job(other)
+        return found.status if found is not None else None
+
+    if not svc.slots.claim(job_id, slots=svc.settings.max_concurrent_builds, status_of=status_of):
+        return StepResult(done=False, message="all build slots are taken; waiting")
     try:
         svc.jobs.transition(
             job_id,

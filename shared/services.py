@@ -13,6 +13,7 @@ from typing import Any
 from shared.audit import AuditLog
 from shared.backends.base import BuildBackend
 from shared.backends.factory import create_backend
+from shared.build_slots import BuildSlots
 from shared.claims import ClaimStore
 from shared.clients import blob_service, table_service
 from shared.job_blobs import JobBlobs
@@ -30,6 +31,7 @@ class Services:
     blobs: JobBlobs
     audit: AuditLog
     backend: BuildBackend
+    slots: BuildSlots
 
     @classmethod
     def build(
@@ -47,6 +49,7 @@ class Services:
             blobs=blobs,
             audit=AuditLog(blobs.container),
             backend=backend or create_backend(settings, blobs),
+            slots=BuildSlots(tables, prefix=settings.table_prefix),
         )
         services.provision()
         return services
@@ -56,6 +59,7 @@ class Services:
         self.jobs.create_tables()
         self.claims.create_tables()
         self.tokens.create_tables()
+        self.slots.create_tables()
         self.blobs.create_container()
 
 

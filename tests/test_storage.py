@@ -240,3 +240,35 @@ def test_without_an_account_key_urls_are_user_delegation_sas() -> None:
     with pytest.raises(FoundryError):
         JobBlobs(client, container="c").signed_url("fj_A", "output/x", permission="r", ttl_secs=60)
     assert any("comp=userdelegationkey" in url for url in seen)
+
+
+def test_build_slots_are_exact_under_concurrent_claims(services) -> None:
+    """Twelve queued jobs claim at once with three slots: exactly three start building."""
+    from shared import job_steps
+
+    services.settings = services.settings.__class__(
+        **{**services.settings.__dict__, "max_concurrent_builds": 3}
+    )
+    jobs = [new_job(app_name=f"app-{i}") for i in range(12)]
+    for job in jobs:
+        services.jobs.insert_job(job)
+    barrier = threading.Barrier(len(jobs))
+    results: dict[str, bool] = {}
+
+    def claim(job_id: str) -> None:
+        barrier.wait()
+        results[job_id] = job_steps.claim_build_slot(services, job_id).done
+
+    threads = [threading.Thread(target=claim, args=(j.job_id,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(results.values()) == 3
+    assert services.jobs.count([JobStatus.BUILDING]) == 3
+    # A finished holder frees its slot without any explicit release.
+    winner = next(j for j, ok in results.items() if ok)
+    services.jobs.transition(winner, JobStatus.FAILED, reason="test")
+    waiting = next(j for j, ok in results.items() if not ok)
+    assert job_steps.claim_build_slot(services, waiting).done
+    assert job_steps.claim_build_slot(services, waiting).done  # holding it is idempotent
