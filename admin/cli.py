@@ -20,11 +20,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from orchestrators import run_job
 from shared import job_steps
 from shared.errors import IllegalTransition, NotFound
 from shared.job_views import job_view
 from shared.maintenance import (
-    CANCEL_EVENT,
     DurableClient,
     MaintenanceReport,
     purge_history,
@@ -154,7 +154,7 @@ async def _run(
         svc.tokens.revoke_job(args.job_id)
         svc.audit.record("job.canceled", job_id=args.job_id, actor="admin-cli")
         if durable is not None:
-            await durable.raise_event(args.job_id, CANCEL_EVENT, {"by": "admin-cli"})
+            await durable.raise_event(args.job_id, run_job.CANCEL_EVENT, {"by": "admin-cli"})
         else:  # no orchestration access: clean up here; the reconciler settles the rest
             job_steps.release_job_resources(svc, job)
         print(f"{args.job_id} canceled", file=out)

@@ -13,14 +13,14 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
+from orchestrators import run_job
+from orchestrators.state import RunState
 from shared import job_steps
 from shared.errors import FoundryError, IllegalTransition
 from shared.models import IN_FLIGHT_STATUSES, FailureCode, JobStatus
 from shared.services import Services
 
 log = logging.getLogger("foundry.maintenance")
-ORCHESTRATION_NAME = "run_job"
-CANCEL_EVENT = "cancel"
 #: A queued job whose orchestration is missing this long after submit gets (re)started.
 START_GRACE = timedelta(seconds=30)
 #: How long after a cancel the reconciler keeps checking that its cleanup happened.
@@ -103,7 +103,7 @@ async def _reconcile(
             runtime = runtime_status(status)
             if job.status is JobStatus.CANCELED:
                 if runtime in ("Running", "Pending", "ContinuedAsNew"):
-                    await client.raise_event(job.job_id, CANCEL_EVENT, {"by": "reconciler"})
+                    await client.raise_event(job.job_id, run_job.CANCEL_EVENT, {"by": "reconciler"})
                     report.resignaled.append(job.job_id)
                 elif job.finished_at and now - job.finished_at > START_GRACE:
                     # No orchestration will compensate: make sure nothing is left running.
@@ -115,9 +115,9 @@ async def _reconcile(
             if runtime is None:
                 if job.status is JobStatus.QUEUED and now - job.created_at > START_GRACE:
                     await client.start_new(
-                        ORCHESTRATION_NAME,
+                        run_job.NAME,
                         instance_id=job.job_id,
-                        client_input={"job_id": job.job_id},
+                        client_input=RunState(job.job_id).to_dict(),
                     )
                     report.restarted.append(job.job_id)
                 elif job.status is not JobStatus.QUEUED:
