@@ -83,7 +83,6 @@ class Instance:
     activity_calls: list[tuple[str, Any, int]] = field(default_factory=list)
     max_history: int = 0
     total_events: int = 0
-    episodes: int = 0
     last_updated: datetime | None = None
 
     @property
@@ -316,7 +315,6 @@ class Driver:
             "input": json.dumps(inst.input),
             "upperSchemaVersion": self.schema,
         }
-        inst.episodes += 1
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:

@@ -17,10 +17,3 @@ def indexed_functions(app: Any) -> list[Any]:
 
 def binding_types(function: Any) -> set[str]:
     return {b.type for b in function.get_bindings()}
-
-
-def find_function(app: Any, name: str) -> Any:
-    for function in indexed_functions(app):
-        if function.get_function_name() == name:
-            return function
-    raise KeyError(name)

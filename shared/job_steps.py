@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shared.backends.base import StepState
-from shared.errors import IllegalTransition, NotFound, TerminalBackendError
+from shared.errors import IllegalTransition, TerminalBackendError
 from shared.job_blobs import ARTIFACT_PATH
 from shared.models import (
     IN_FLIGHT_STATUSES,
@@ -334,11 +334,3 @@ def release_job_resources(svc: Services, job: JobRecord) -> list[str]:
     if removed:
         svc.audit.record("job.teardown", job_id=job.job_id, removed=removed)
     return removed
-
-
-def job_exists(svc: Services, job_id: str) -> bool:
-    try:
-        svc.jobs.get_job(job_id)
-    except NotFound:
-        return False
-    return True

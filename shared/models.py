@@ -102,24 +102,6 @@ class JobRecord:
     has_artifact: bool = False
     etag: str | None = None
 
-    @property
-    def preview_host_labels(self) -> tuple[str, str | None]:
-        return self.app_name, self.org_slug
-
-
-@dataclass(frozen=True)
-class JobRef:
-    """The payload an orchestrator hands to most activities: just the id (read the row for more)."""
-
-    job_id: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobRef:
-        return cls(job_id=str(data["job_id"]))
-
 
 @dataclass(frozen=True)
 class StepResult:

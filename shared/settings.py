@@ -57,7 +57,6 @@ class Settings:
     local_builder_command: str = ""
     local_preview_host: str = "127.0.0.1"
     history_retention_days: int = 30
-    task_hub: str = "foundry"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,7 +100,6 @@ class Settings:
             local_builder_command=get("LOCAL_BUILDER_COMMAND"),
             local_preview_host=get("LOCAL_PREVIEW_HOST", "127.0.0.1"),
             history_retention_days=_int(env, ENV_PREFIX + "HISTORY_RETENTION_DAYS", 30, minimum=1),
-            task_hub=get("TASK_HUB", "foundry"),
         )
         settings.validate()
         return settings
