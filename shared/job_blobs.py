@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import (
@@ -119,34 +121,39 @@ class JobBlobs:
 
     # -- signed URLs -------------------------------------------------------------------------
     def signed_url(self, job_id: str, relative: str, *, permission: str, ttl_secs: int) -> str:
-        """A SAS URL for one blob: user-delegation SAS under managed identity, service SAS with
-        an account key (Azurite, or when explicitly configured)."""
+        """A SAS URL for one blob (see :meth:`signed_urls`)."""
+        return self.signed_urls(job_id, {"url": (relative, permission)}, ttl_secs=ttl_secs)["url"]
+
+    def signed_urls(
+        self, job_id: str, grants: Mapping[str, tuple[str, str]], *, ttl_secs: int
+    ) -> dict[str, str]:
+        """SAS URLs for several blobs of one job, ``name -> (relative path, permission)``.
+
+        User-delegation SAS under managed identity (one delegation key for all of them), service
+        SAS with an account key (Azurite, or when explicitly configured)."""
         now = datetime.now(UTC)
         start, expiry = now - timedelta(minutes=5), now + timedelta(seconds=ttl_secs)
-        name = job_blob(job_id, relative)
-        key = getattr(self.service.credential, "account_key", None)
+        account_key = getattr(self.service.credential, "account_key", None)
         with translate_azure_errors("sign blob URL"):
-            if key:
+            signer: dict[str, Any] = (
+                {"account_key": account_key, "protocol": None}
+                if account_key
+                else {
+                    "user_delegation_key": self.service.get_user_delegation_key(start, expiry),
+                    "protocol": "https",
+                }
+            )
+            urls = {}
+            for key, (relative, permission) in grants.items():
+                name = job_blob(job_id, relative)
                 sas = generate_blob_sas(
                     account_name=self.service.account_name or "",
                     container_name=self.container.container_name,
                     blob_name=name,
-                    account_key=key,
                     permission=BlobSasPermissions.from_string(permission),
                     start=start,
                     expiry=expiry,
-                    protocol=None,
+                    **signer,
                 )
-            else:
-                delegation = self.service.get_user_delegation_key(start, expiry)
-                sas = generate_blob_sas(
-                    account_name=self.service.account_name or "",
-                    container_name=self.container.container_name,
-                    blob_name=name,
-                    user_delegation_key=delegation,
-                    permission=BlobSasPermissions.from_string(permission),
-                    start=start,
-                    expiry=expiry,
-                    protocol="https",
-                )
-        return f"{self.container.get_blob_client(name).url}?{sas}"
+                urls[key] = f"{self.container.get_blob_client(name).url}?{sas}"
+        return urls

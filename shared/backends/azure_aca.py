@@ -158,13 +158,8 @@ class AzureContainerAppsBackend:
         return bool(self._executions(job_id))
 
     def _grant(self, job_id: str) -> str:
-        ttl = self.settings.sas_grant_ttl_secs
-        return json.dumps(
-            {
-                key: self.blobs.signed_url(job_id, rel, permission=perm, ttl_secs=ttl)
-                for key, (rel, perm) in GRANT.items()
-            }
-        )
+        urls = self.blobs.signed_urls(job_id, GRANT, ttl_secs=self.settings.sas_grant_ttl_secs)
+        return json.dumps(urls)
 
     def build_job_envelope(self, job: JobRecord, *, proxy_token: str, grant: str) -> dict[str, Any]:
         registry = {"server": self.az.registry_server, "identity": self.az.identity_resource_id}
