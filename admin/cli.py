@@ -135,11 +135,9 @@ async def _run(
         while True:
             job = svc.jobs.get_job(args.job_id)
             data = svc.blobs.read_log(args.job_id, offset=offset)
+            tail = args.tail if offset == 0 else None  # --tail limits the first read only
             offset += len(data)
-            text = data.decode("utf-8", errors="replace")
-            shown = filter_log_lines(
-                text, stage=None, tail=args.tail if not offset or not args.follow else None
-            )
+            shown = filter_log_lines(data.decode("utf-8", errors="replace"), stage=None, tail=tail)
             if shown:
                 print(shown, file=out)
             if not args.follow or job.status.is_terminal:

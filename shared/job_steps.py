@@ -105,9 +105,8 @@ def check_build(svc: Services, job_id: str) -> StepResult:
     job = svc.jobs.get_job(job_id)
     if job.status is not JobStatus.BUILDING:
         return StepResult.was_canceled()
-    status = svc.backend.poll_build(
-        job_id
-    )  # before reading, so no line written before exit is missed
+    # Poll before reading the log, so no line written before the build exited is missed.
+    status = svc.backend.poll_build(job_id)
     _follow_stream(svc, job)
     if status.state is StepState.RUNNING:
         return StepResult(done=False)

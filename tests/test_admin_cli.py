@@ -70,6 +70,8 @@ def test_list_show_logs(api: Api, driver, services, dev_server) -> None:
     assert report["orchestration"]["runtime_status"] == "Completed"
     code, text = run_cli(services, "logs", job_id, "--tail", "1")
     assert json.loads(text)["schema_version"] == 3
+    code, text = run_cli(services, "logs", job_id, "--tail", "1", "--follow")  # job has ended
+    assert json.loads(text)["schema_version"] == 3
     assert run_cli(services, "show", "fj_01JNOPENOPENOPENOPENOPENOP")[0] == 2
 
 
