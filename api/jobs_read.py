@@ -58,11 +58,12 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
         except ValueError as exc:
             raise validation_error(str(exc)) from exc
         visible = [j for j in jobs if principal.may_see(j.owner, j.org_slug)]
+        positions = svc.jobs.queue_positions(visible)
         return json_response(
             200,
             {
                 "schema_version": SCHEMA_VERSION,
-                "jobs": [job_view(j, queue_position=svc.jobs.queue_position(j)) for j in visible],
+                "jobs": [job_view(j, queue_position=positions[j.job_id]) for j in visible],
                 "next_cursor": cursor,
             },
         )

@@ -195,16 +195,27 @@ class JobStore:
             )
 
     def queue_position(self, record: JobRecord) -> int | None:
-        if record.status is not JobStatus.QUEUED:
-            return None
-        # Newer jobs have smaller RowKeys; older queued jobs are those with larger RowKeys.
-        query = "PartitionKey eq @pk and status eq @st and RowKey gt @rk"
-        params = {"pk": JOBS_PARTITION, "st": "queued", "rk": newest_first_key(record.job_id)}
+        return self.queue_positions([record])[record.job_id]
+
+    def queue_positions(self, records: Iterable[JobRecord]) -> dict[str, int | None]:
+        """1-based places in the queue (``None`` when not queued), with one query per call."""
+        records = list(records)
+        positions: dict[str, int | None] = {r.job_id: None for r in records}
+        queued = [r for r in records if r.status is JobStatus.QUEUED]
+        if not queued:
+            return positions
+        query = "PartitionKey eq @pk and status eq @st"
+        params = {"pk": JOBS_PARTITION, "st": JobStatus.QUEUED.value}
         with translate_azure_errors("queue position"):
-            ahead = sum(
-                1 for _ in self.jobs.query_entities(query, parameters=params, select=["RowKey"])
-            )
-        return ahead + 1
+            keys = [
+                e["RowKey"]
+                for e in self.jobs.query_entities(query, parameters=params, select=["RowKey"])
+            ]
+        for record in queued:
+            # Newer jobs have smaller RowKeys: those ahead of a job have larger ones.
+            mine = newest_first_key(record.job_id)
+            positions[record.job_id] = 1 + sum(1 for key in keys if key > mine)
+        return positions
 
     def list_history(self, job_id: str) -> list[dict[str, Any]]:
         with translate_azure_errors("read job history"):

@@ -125,6 +125,8 @@ def test_queue_position_and_counts(services) -> None:
     assert services.jobs.queue_position(services.jobs.get_job(jobs[0].job_id)) is None
     assert services.jobs.queue_position(jobs[2]) == 2
     assert services.jobs.count([JobStatus.QUEUED]) == 2
+    positions = services.jobs.queue_positions([services.jobs.get_job(j.job_id) for j in jobs])
+    assert positions == {jobs[0].job_id: None, jobs[1].job_id: 1, jobs[2].job_id: 2}
     assert services.jobs.count([JobStatus.QUEUED, JobStatus.BUILDING]) == 3
 
 
