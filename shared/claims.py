@@ -28,6 +28,12 @@ class IdempotencyClaim:
     won: bool
 
 
+@dataclass(frozen=True)
+class AppNameHolder:
+    job_id: str
+    claimed_at: datetime | None
+
+
 class ClaimStore:
     def __init__(self, service: TableServiceClient, *, prefix: str) -> None:
         self._service = service
@@ -120,37 +126,32 @@ class ClaimStore:
             pass
 
     # -- app names ---------------------------------------------------------------------------
-    def claim_app_name(self, app_name: str, org_slug: str | None, *, job_id: str) -> str | None:
-        """Claim ``(org, app)`` for ``job_id``. Returns ``None`` on success, else the holder's id
+    def claim_app_name(
+        self, app_name: str, org_slug: str | None, *, job_id: str
+    ) -> AppNameHolder | None:
+        """Claim ``(org, app)`` for ``job_id``. Returns ``None`` on success, else who holds it
         (the caller checks whether that job is still active and may take the claim over)."""
         pk = org_slug or NO_ORG
-        try:
-            with translate_azure_errors("claim app name"):
-                self.app_names.create_entity(
-                    {
-                        "PartitionKey": pk,
-                        "RowKey": app_name,
-                        "job_id": job_id,
-                        "claimed_at": datetime.now(UTC),
-                    }
-                )
-            return None
-        except AlreadyExists:
-            pass
-        with translate_azure_errors("read app name"):
-            entity = self.app_names.get_entity(pk, app_name)
-        return str(entity["job_id"])
-
-    def app_name_claimed_at(self, app_name: str, org_slug: str | None) -> datetime | None:
-        try:
-            with translate_azure_errors("read app name"):
-                entity = self.app_names.get_entity(org_slug or NO_ORG, app_name)
-        except NotFound:
-            return None
-        claimed = entity.get("claimed_at")
-        if not isinstance(claimed, datetime):
-            return None
-        return claimed if claimed.tzinfo else claimed.replace(tzinfo=UTC)
+        row = {"PartitionKey": pk, "RowKey": app_name, "job_id": job_id}
+        for _ in range(3):
+            try:
+                with translate_azure_errors("claim app name"):
+                    self.app_names.create_entity({**row, "claimed_at": datetime.now(UTC)})
+                return None
+            except AlreadyExists:
+                pass
+            try:
+                with translate_azure_errors("read app name"):
+                    entity = self.app_names.get_entity(pk, app_name)
+            except NotFound:
+                continue  # released between our insert and our read: try the insert again
+            claimed = entity.get("claimed_at")
+            if isinstance(claimed, datetime) and claimed.tzinfo is None:
+                claimed = claimed.replace(tzinfo=UTC)
+            return AppNameHolder(
+                str(entity["job_id"]), claimed if isinstance(claimed, datetime) else None
+            )
+        raise ConcurrencyConflict(f"app name {app_name!r} keeps changing hands")
 
     def replace_app_name_holder(
         self, app_name: str, org_slug: str | None, *, stale_job_id: str, job_id: str

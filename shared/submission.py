@@ -115,22 +115,20 @@ def _replay(
 def _claim_app_name(svc: Services, req: SubmitRequest, job_id: str) -> None:
     for _ in range(3):
         holder = svc.claims.claim_app_name(req.app_name, req.org_slug, job_id=job_id)
-        if holder is None or holder == job_id:
+        if holder is None or holder.job_id == job_id:
             return
-        held_by = svc.jobs.find_job(holder)
+        held_by = svc.jobs.find_job(holder.job_id)
         if held_by is not None and held_by.status.is_active:
             raise ApiError(
                 409, "app_name_conflict", "app_name is already in use by an in-flight or live build"
             )
-        if held_by is None and not _claim_is_stale(svc, req):
+        stale = (
+            holder.claimed_at is None or datetime.now(UTC) - holder.claimed_at > STALE_CLAIM_AFTER
+        )
+        if held_by is None and not stale:
             raise ApiError(409, "app_name_conflict", "app_name is being claimed by another request")
         if svc.claims.replace_app_name_holder(
-            req.app_name, req.org_slug, stale_job_id=holder, job_id=job_id
+            req.app_name, req.org_slug, stale_job_id=holder.job_id, job_id=job_id
         ):
             return
     raise ApiError(409, "app_name_conflict", "app_name is contended; retry")
-
-
-def _claim_is_stale(svc: Services, req: SubmitRequest) -> bool:
-    claimed_at = svc.claims.app_name_claimed_at(req.app_name, req.org_slug)
-    return claimed_at is None or datetime.now(UTC) - claimed_at > STALE_CLAIM_AFTER

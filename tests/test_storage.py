@@ -144,12 +144,12 @@ def test_idempotency_claims_are_conditional_inserts(services) -> None:
 def test_app_name_claims_are_per_org(services) -> None:
     claims = services.claims
     assert claims.claim_app_name("shop", "acme", job_id="fj_A") is None
-    assert claims.claim_app_name("shop", "acme", job_id="fj_B") == "fj_A"
+    assert claims.claim_app_name("shop", "acme", job_id="fj_B").job_id == "fj_A"
     assert claims.claim_app_name("shop", "beta", job_id="fj_C") is None
     assert claims.claim_app_name("shop", None, job_id="fj_D") is None
-    assert claims.claim_app_name("shop", None, job_id="fj_E") == "fj_D"
+    assert claims.claim_app_name("shop", None, job_id="fj_E").job_id == "fj_D"
     claims.release_app_name("shop", "acme", job_id="fj_B")  # not the holder: no effect
-    assert claims.claim_app_name("shop", "acme", job_id="fj_F") == "fj_A"
+    assert claims.claim_app_name("shop", "acme", job_id="fj_F").job_id == "fj_A"
     assert claims.replace_app_name_holder("shop", "acme", stale_job_id="fj_A", job_id="fj_F")
     claims.release_app_name("shop", "acme", job_id="fj_F")
     assert claims.claim_app_name("shop", "acme", job_id="fj_G") is None
@@ -274,3 +274,18 @@ def test_build_slots_are_exact_under_concurrent_claims(services) -> None:
     waiting = next(j for j, ok in results.items() if not ok)
     assert job_steps.claim_build_slot(services, waiting).done
     assert job_steps.claim_build_slot(services, waiting).done  # holding it is idempotent
+
+
+def test_an_app_name_released_mid_claim_is_taken_not_a_404(services, monkeypatch) -> None:
+    claims = services.claims
+    assert claims.claim_app_name("shop", "acme", job_id="fj_A") is None
+    real_get = claims.app_names.get_entity
+
+    def released_first(*args, **kwargs):  # the holder lets go between our insert and our read
+        claims.release_app_name("shop", "acme", job_id="fj_A")
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(claims.app_names, "get_entity", released_first)
+    assert claims.claim_app_name("shop", "acme", job_id="fj_B") is None
+    monkeypatch.undo()
+    assert claims.claim_app_name("shop", "acme", job_id="fj_C").job_id == "fj_B"
