@@ -1,1 +1,1 @@
-"""Activity functions: thin triggers over :mod:`shared.job_steps`."""
+"""Activity functions: thin triggers over :mod:`shared.pipeline.steps`."""

@@ -6,8 +6,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from shared.domain.models import StepResult
 from shared.log_context import job_context
-from shared.models import StepResult
 
 
 def job_id_of(payload: Any) -> str:

@@ -8,7 +8,7 @@ import azure.durable_functions as df
 
 from activities import names
 from activities._payload import for_job, job_id_of, reply
-from shared import job_steps
+from shared.pipeline import steps
 from shared.services import get_services
 
 bp = df.Blueprint()
@@ -17,22 +17,22 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="payload", activity=names.CLAIM_BUILD_SLOT)
 @for_job
 def claim_build_slot(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.claim_build_slot(get_services(), job_id_of(payload)))
+    return reply(steps.claim_build_slot(get_services(), job_id_of(payload)))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.START_BUILD)
 @for_job
 def start_build(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.start_build(get_services(), job_id_of(payload)))
+    return reply(steps.start_build(get_services(), job_id_of(payload)))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.CHECK_BUILD)
 @for_job
 def check_build(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.check_build(get_services(), job_id_of(payload)))
+    return reply(steps.check_build(get_services(), job_id_of(payload)))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.STOP_BUILD_FOR_TIMEOUT)
 @for_job
 def stop_build_for_timeout(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.stop_build_for_timeout(get_services(), job_id_of(payload)))
+    return reply(steps.stop_build_for_timeout(get_services(), job_id_of(payload)))

@@ -8,7 +8,7 @@ import azure.durable_functions as df
 
 from activities import names
 from activities._payload import for_job, job_id_of, reply
-from shared import job_steps
+from shared.pipeline import lifecycle
 from shared.services import get_services
 
 bp = df.Blueprint()
@@ -18,7 +18,7 @@ bp = df.Blueprint()
 @for_job
 def fail_job(payload: dict[str, Any]) -> dict[str, Any]:
     return reply(
-        job_steps.fail_job(
+        lifecycle.fail_job(
             get_services(), job_id_of(payload), str(payload["code"]), str(payload["message"])
         )
     )
@@ -27,4 +27,4 @@ def fail_job(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload", activity=names.COMPENSATE_CANCEL)
 @for_job
 def compensate_cancel(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.compensate_cancel(get_services(), job_id_of(payload)))
+    return reply(lifecycle.compensate_cancel(get_services(), job_id_of(payload)))

@@ -8,7 +8,7 @@ import azure.durable_functions as df
 
 from activities import names
 from activities._payload import for_job, job_id_of, reply
-from shared import job_steps
+from shared.pipeline import steps
 from shared.services import get_services
 
 bp = df.Blueprint()
@@ -17,10 +17,10 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="payload", activity=names.START_IMAGE)
 @for_job
 def start_image(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.start_image(get_services(), job_id_of(payload)))
+    return reply(steps.start_image(get_services(), job_id_of(payload)))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.CHECK_IMAGE)
 @for_job
 def check_image(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.check_image(get_services(), job_id_of(payload)))
+    return reply(steps.check_image(get_services(), job_id_of(payload)))

@@ -8,7 +8,7 @@ import azure.durable_functions as df
 
 from activities import names
 from activities._payload import for_job, job_id_of, reply
-from shared import job_steps
+from shared.pipeline import steps
 from shared.services import get_services
 
 bp = df.Blueprint()
@@ -17,20 +17,18 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="payload", activity=names.START_PREVIEW)
 @for_job
 def start_preview(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(
-        job_steps.start_preview(get_services(), job_id_of(payload), str(payload["image_ref"]))
-    )
+    return reply(steps.start_preview(get_services(), job_id_of(payload), str(payload["image_ref"])))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.CHECK_PREVIEW)
 @for_job
 def check_preview(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(job_steps.check_preview(get_services(), job_id_of(payload)))
+    return reply(steps.check_preview(get_services(), job_id_of(payload)))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.FINALIZE_READY)
 @for_job
 def finalize_ready(payload: dict[str, Any]) -> dict[str, Any]:
     return reply(
-        job_steps.finalize_ready(get_services(), job_id_of(payload), str(payload["preview_url"]))
+        steps.finalize_ready(get_services(), job_id_of(payload), str(payload["preview_url"]))
     )

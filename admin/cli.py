@@ -20,20 +20,20 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from api.views import job_view
 from orchestrators import run_job
-from shared import job_steps
+from shared.domain.models import JobStatus
+from shared.domain.stream_progress import filter_log_lines
 from shared.errors import IllegalTransition, NotFound
-from shared.job_views import job_view
-from shared.maintenance import (
+from shared.pipeline import lifecycle
+from shared.services import Services, get_services
+from timers.sweeps import (
     DurableClient,
     MaintenanceReport,
     purge_history,
     run_maintenance,
     runtime_status,
 )
-from shared.models import JobStatus
-from shared.services import Services, get_services
-from shared.stream_progress import filter_log_lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +145,7 @@ async def _run(
             await asyncio.sleep(2)
     if args.command == "cancel":
         try:
-            job = job_steps.cancel_job(svc, args.job_id, reason="canceled by operator")
+            job = lifecycle.cancel_job(svc, args.job_id, reason="canceled by operator")
         except IllegalTransition as exc:
             print(f"not canceled: {exc}", file=out)
             return 1
@@ -154,7 +154,7 @@ async def _run(
         if durable is not None:
             await durable.raise_event(args.job_id, run_job.CANCEL_EVENT, {"by": "admin-cli"})
         else:  # no orchestration access: clean up here; the reconciler settles the rest
-            job_steps.release_job_resources(svc, job)
+            lifecycle.release_job_resources(svc, job)
         print(f"{args.job_id} canceled", file=out)
         return 0
     if durable is None:

@@ -9,12 +9,18 @@ from collections.abc import Awaitable, Callable
 
 import azure.functions as func
 
-from shared.auth import Authenticator, Principal
-from shared.errors import ConfigurationError, FoundryError, NotFound, TransientBackendError
-from shared.http import ApiError, error_response, not_found, unauthorized
-from shared.ids import is_job_id
+from api.auth import Authenticator, Principal
+from api.http import ApiError, error_response, not_found, unauthorized
+from shared.domain.ids import is_job_id
+from shared.domain.models import JobRecord
+from shared.errors import (
+    ConfigurationError,
+    FoundryError,
+    NotFound,
+    Refused,
+    TransientBackendError,
+)
 from shared.log_context import job_context
-from shared.models import JobRecord
 from shared.services import Services, get_services
 
 log = logging.getLogger("foundry.api")
@@ -37,9 +43,23 @@ def authorise(req: func.HttpRequest, svc: Services, scope: str) -> Principal:
     return principal
 
 
+#: The one table from a domain refusal's code to its HTTP status.
+STATUS_OF: dict[str, int] = {
+    "validation_error": 400,
+    "payload_too_large": 413,
+    "app_name_conflict": 409,
+    "idempotency_conflict": 409,
+    "idempotency_in_progress": 409,
+    "queue_full": 429,
+}
+
+
 def _translate(exc: Exception) -> func.HttpResponse:
     if isinstance(exc, ApiError):
         return exc.response()
+    if isinstance(exc, Refused):
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return error_response(STATUS_OF[exc.code], exc.code, str(exc), headers=headers)
     if isinstance(exc, NotFound):
         return not_found().response()
     if isinstance(exc, TransientBackendError):

@@ -8,14 +8,14 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
+from api.auth import Principal
 from api.edge import handle, handle_async, load_visible_job
+from api.http import json_response, validation_error
+from api.views import job_view
 from orchestrators.run_job import CANCEL_EVENT
-from shared import job_steps
-from shared.auth import Principal
+from shared.domain.models import JobRecord, JobStatus
 from shared.errors import IllegalTransition
-from shared.http import json_response, validation_error
-from shared.job_views import job_view
-from shared.models import JobRecord, JobStatus
+from shared.pipeline import lifecycle
 from shared.services import Services
 
 log = logging.getLogger("foundry.api")
@@ -45,7 +45,7 @@ async def cancel_job(
 
 def _mark_canceled(svc: Services, job_id: str, actor: str) -> JobRecord:
     try:
-        job = job_steps.cancel_job(svc, job_id)
+        job = lifecycle.cancel_job(svc, job_id)
     except IllegalTransition:  # went terminal in between: report the current state
         return svc.jobs.get_job(job_id)
     svc.tokens.revoke_job(job_id)  # cheapest and most important part of cleanup: do it now
@@ -60,7 +60,7 @@ def delete_preview(req: func.HttpRequest) -> func.HttpResponse:
         if job.status is not JobStatus.READY:
             raise validation_error("job has no active preview")
         try:
-            job_steps.expire_job(
+            lifecycle.expire_job(
                 svc, job.job_id, reason="preview deleted by caller", clear_preview=True
             )
         except IllegalTransition:

@@ -7,14 +7,14 @@ import json
 import azure.durable_functions as df
 import azure.functions as func
 
+from api.auth import Principal
 from api.edge import handle, load_visible_job
-from shared.auth import Principal
-from shared.http import ApiError, json_response, validation_error
-from shared.job_blobs import ARTIFACT_PATH
-from shared.job_views import SCHEMA_VERSION, job_view
-from shared.models import JobStatus
+from api.http import ApiError, json_response, validation_error
+from api.views import SCHEMA_VERSION, job_view
+from shared.domain.models import JobStatus
+from shared.domain.stream_progress import filter_log_lines
 from shared.services import Services
-from shared.stream_progress import filter_log_lines
+from shared.storage.job_blobs import ARTIFACT_PATH
 
 bp = df.Blueprint()
 MAX_PAGE = 100

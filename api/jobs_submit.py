@@ -8,15 +8,15 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
+from api.auth import Principal
 from api.edge import handle_async
+from api.http import ApiError, json_response
+from api.views import accepted_view, poll_url
 from orchestrators import run_job
 from orchestrators.state import RunState
-from shared.auth import Principal
-from shared.http import ApiError, json_response, validation_error
-from shared.job_views import accepted_view, poll_url
+from shared.domain.validation import parse_submit
+from shared.pipeline.submission import submit_job as accept_job
 from shared.services import Services
-from shared.submission import submit_job as accept_job
-from shared.validation import RequestInvalid, parse_submit
 
 log = logging.getLogger("foundry.api")
 bp = df.Blueprint()
@@ -28,12 +28,7 @@ async def submit_job(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     async def run(req: func.HttpRequest, principal: Principal, svc: Services) -> func.HttpResponse:
-        try:
-            body = parse_submit(req.get_body(), svc.settings)
-        except RequestInvalid as exc:
-            if str(exc) == "request body is too large":
-                raise ApiError(413, "payload_too_large", str(exc)) from exc
-            raise validation_error(str(exc)) from exc
+        body = parse_submit(req.get_body(), svc.settings)
         if not principal.may_use_owner(body.owner):
             raise ApiError(403, "forbidden", "this key may not submit jobs for that owner")
         if not principal.may_use_org(body.org_slug):

@@ -10,8 +10,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.http import json_response
-from shared.models import JobStatus
+from api.http import json_response
+from shared.domain.models import JobStatus
 from shared.services import get_services
 
 bp = df.Blueprint()

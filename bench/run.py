@@ -102,7 +102,7 @@ def latency_levels(base: str) -> list[dict[str, Any]]:
 def point_read_ms(connection: str, prefix: str, base: str) -> dict[str, float]:
     from azure.data.tables import TableServiceClient
 
-    from shared.ids import newest_first_key
+    from shared.domain.ids import newest_first_key
 
     headers = {"Authorization": f"Bearer {KEY}"}
     with httpx.Client(base_url=base, headers=headers) as http:
@@ -127,8 +127,8 @@ def per_job_costs(connection: str, work: Path) -> dict[str, Any]:
     """One job through the in-process driver, counting history events and storage calls."""
     import function_app
     from devhost.driver import Driver
+    from shared.config.settings import Settings
     from shared.services import Services, use_services
-    from shared.settings import Settings
 
     calls = {"n": 0}
 

@@ -16,7 +16,7 @@ import azure.durable_functions as df
 
 from activities import names
 from orchestrators.state import RunState
-from shared.models import FailureCode, StepResult
+from shared.domain.models import FailureCode, StepResult
 
 NAME = "run_job"
 CANCEL_EVENT = "cancel"

@@ -52,6 +52,43 @@ class ConfigurationError(FoundryError):
     """Required configuration is missing or malformed; the message names the variables."""
 
 
+class Refused(FoundryError):
+    """The domain refuses a request; ``str(exc)`` is safe to show the caller.
+
+    ``code`` is the contract's stable ``error`` string; the API edge alone maps it to an HTTP
+    status (``api.edge.STATUS_OF``), so nothing below the edge knows about HTTP."""
+
+    code = "validation_error"
+    #: Seconds a caller should wait before trying again, when waiting helps.
+    retry_after: int | None = None
+
+
+class RequestInvalid(Refused, ValueError):
+    """The request is malformed or breaks a contract rule."""
+
+
+class PayloadTooLarge(RequestInvalid):
+    code = "payload_too_large"
+
+
+class QueueFull(Refused):
+    code = "queue_full"
+    retry_after = 60
+
+
+class AppNameConflict(Refused):
+    code = "app_name_conflict"
+
+
+class IdempotencyConflict(Refused):
+    code = "idempotency_conflict"
+
+
+class IdempotencyInProgress(Refused):
+    code = "idempotency_in_progress"
+    retry_after = 1
+
+
 _TRANSIENT_STATUS = frozenset({408, 409, 423, 429, 500, 502, 503, 504})
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from shared.models import IN_FLIGHT_STATUSES
+from shared.domain.models import IN_FLIGHT_STATUSES
 from shared.services import Services
 
 log = logging.getLogger("foundry.proxy")

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from shared.sanitize import scrub_text
+from shared.domain.sanitize import scrub_text
 
 _job_id: contextvars.ContextVar[str] = contextvars.ContextVar("foundry_job_id", default="-")
 

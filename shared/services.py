@@ -10,16 +10,16 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from shared.audit import AuditLog
 from shared.backends.base import BuildBackend
 from shared.backends.factory import create_backend
-from shared.build_slots import BuildSlots
-from shared.claims import ClaimStore
-from shared.clients import blob_service, table_service
-from shared.job_blobs import JobBlobs
-from shared.job_store import JobStore
-from shared.proxy_tokens import ProxyTokenStore
-from shared.settings import Settings, get_settings
+from shared.config.settings import Settings, get_settings
+from shared.storage.audit import AuditLog
+from shared.storage.build_slots import BuildSlots
+from shared.storage.claims import ClaimStore
+from shared.storage.clients import blob_service, table_service
+from shared.storage.job_blobs import JobBlobs
+from shared.storage.job_store import JobStore
+from shared.storage.proxy_tokens import ProxyTokenStore
 
 
 @dataclass

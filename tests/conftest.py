@@ -17,8 +17,8 @@ import function_app
 from devhost.client import InProcessDurableClient
 from devhost.driver import Driver
 from devhost.http_host import FunctionHost
+from shared.config.settings import Settings
 from shared.services import Services, use_services
-from shared.settings import Settings
 from tests.azurite import Azurite, start_azurite
 
 API_KEY = "test-admin-key-0123456789"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shared.backends.base import ResourceRef, StepState, StepStatus
+from shared.domain.models import JobRecord
 from shared.errors import TransientBackendError
-from shared.models import JobRecord
 
 STREAM = (
     b'{"event_schema_version":1,"event":"stage_started","stage":"implement","role":"BUILD",'

@@ -19,7 +19,7 @@ from admin.webhook_client import WebhookDurableClient
 from devhost.client import InProcessDurableClient
 from devhost.http_host import FunctionHost
 from devhost.server import build_app
-from shared.models import JobStatus
+from shared.domain.models import JobStatus
 from tests.conftest import Api, submission
 from tests.scripted_backend import ScriptedBackend
 

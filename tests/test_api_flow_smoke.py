@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from shared.models import JobStatus
+from shared.domain.models import JobStatus
 from tests.conftest import submission
 from tests.scripted_backend import ScriptedBackend
 

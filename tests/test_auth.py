@@ -4,7 +4,7 @@ import hmac
 
 import pytest
 
-from shared.auth import Authenticator, parse_keys
+from api.auth import Authenticator, parse_keys
 from shared.errors import ConfigurationError
 
 
@@ -58,7 +58,7 @@ def test_every_key_is_compared_even_after_a_match(monkeypatch: pytest.MonkeyPatc
         calls.append(1)
         return real(a, b)
 
-    monkeypatch.setattr("shared.auth.hmac.compare_digest", counting)
+    monkeypatch.setattr("api.auth.hmac.compare_digest", counting)
     auth = Authenticator("first,second,third")
     assert auth.authenticate(bearer("first")) is not None
     assert len(calls) == 3

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.azure_settings import AzureSettings
 from shared.backends.azure_aca import (
     AzureContainerAppsBackend,
     build_job_name,
     preview_app_name,
     repository_name,
 )
+from shared.config.azure import AzureSettings
 from shared.errors import ConfigurationError
 from shared.services import Services
 from tests.conftest import submission
@@ -214,14 +214,14 @@ def test_retries_never_start_a_second_execution_or_run(azure, fake, api, driver)
     assert len(fake.executions[build_job_name(job_id)]) == 1
     assert len(fake.calls("PUT", r"/jobs/fb-")) == 2  # the 429 was retried by the SDK
     # Durable runs activities at least once: replaying start/image steps changes nothing.
-    from shared import job_steps
+    from shared.pipeline import steps
 
-    assert job_steps.start_build(azure, job_id).ok
+    assert steps.start_build(azure, job_id).ok
     assert len(fake.executions[build_job_name(job_id)]) == 1
     act_as_builder(fake, job_id)
     driver.run_to_completion(job_id, until=phase("image_wait"))
-    job_steps.start_image(azure, job_id)
-    job_steps.start_image(azure, job_id)
+    steps.start_image(azure, job_id)
+    steps.start_image(azure, job_id)
     assert len(fake.calls("POST", "/scheduleRun$")) == 1
     assert driver.run_to_completion(job_id).output["status"] == "ready"
 
@@ -287,7 +287,7 @@ def test_cancel_in_every_phase_leaves_no_azure_resource(azure, fake, api, driver
 def test_orphan_sweep_deletes_tagged_resources_without_a_live_job(azure, fake, client) -> None:
     import asyncio
 
-    from shared.maintenance import run_maintenance
+    from timers.sweeps import run_maintenance
 
     orphan = "fj_01JORPHANORPHANORPHANORPHA"
     fake.jobs[build_job_name(orphan)] = {

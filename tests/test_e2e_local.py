@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.models import JobStatus
+from shared.domain.models import JobStatus
 from tests.conftest import submission
 
 

@@ -7,9 +7,9 @@ import json
 import re
 from pathlib import Path
 
-from shared.azure_settings import REQUIRED, AzureSettings
+from shared.config.azure import REQUIRED, AzureSettings
+from shared.config.settings import Settings
 from shared.llm_proxy import ProxySettings
-from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_BICEP = ROOT / "infra" / "app" / "resources.bicep"

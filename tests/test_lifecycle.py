@@ -12,12 +12,12 @@ import pytest
 import function_app
 from devhost.client import InProcessDurableClient
 from devhost.http_host import FunctionHost
-from shared import job_steps
 from shared.backends.base import StepState
-from shared.maintenance import run_maintenance
-from shared.models import JobStatus
+from shared.domain.models import JobStatus
+from shared.pipeline import lifecycle
 from tests.conftest import Api, submission
 from tests.scripted_backend import ScriptedBackend
+from timers.sweeps import run_maintenance
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_reconciler_starts_jobs_whose_orchestration_never_started(
 def test_reconciler_resignals_a_lost_cancel(api, driver, client, services, scripted) -> None:
     job_id = submit(api)
     driver.run_to_completion(job_id, until=phase_is("build_wait"))
-    job_steps.cancel_job(services, job_id)  # row canceled, but no event reached the orchestrator
+    lifecycle.cancel_job(services, job_id)  # row canceled, but no event reached the orchestrator
     report = asyncio.run(run_maintenance(services, client))
     assert report.resignaled == [job_id]
     driver.run_to_completion(job_id)

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from api.llm_proxy import use_proxy
-from shared import job_steps
+from shared.domain.models import JobStatus
 from shared.llm_proxy import LlmProxy, ProxySettings
-from shared.models import JobStatus
+from shared.pipeline import lifecycle
 from tests.conftest import submission
 
 REAL_KEY = "sk-ant-REAL-CREDENTIAL-DO-NOT-LEAK-0123456789"
@@ -151,7 +151,7 @@ def test_only_live_tokens_of_in_flight_jobs_pass(
     elif case == "expired":
         token = services.tokens.mint(job_id, expires_at=datetime.now(UTC) - timedelta(seconds=1))
     elif case == "finished_job":
-        job_steps.cancel_job(services, job_id)
+        lifecycle.cancel_job(services, job_id)
         assert services.jobs.get_job(job_id).status is JobStatus.CANCELED
     status, body, _ = call(api, token, headers=headers)
     assert status == 401

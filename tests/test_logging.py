@@ -14,7 +14,7 @@ def test_activity_log_lines_carry_the_job_id(api, driver, services, caplog) -> N
     services.backend = ScriptedBackend()
     _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
     driver.run_to_completion(accepted["job_id"])
-    ours = [r for r in caplog.records if r.name.startswith("shared.job_steps")]
+    ours = [r for r in caplog.records if r.name.startswith("shared.pipeline.steps")]
     assert {r.getMessage().split(" ")[0] for r in ours} >= {"build", "job"}
     assert {r.job_id for r in ours} == {accepted["job_id"]}
     assert {r.instance_id for r in ours} == {accepted["job_id"]}

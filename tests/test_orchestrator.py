@@ -17,7 +17,7 @@ from devhost import history as h
 from devhost.driver import Driver, DriverError
 from orchestrators import run_job
 from orchestrators.state import RunState
-from shared.models import StepResult
+from shared.domain.models import StepResult
 
 JOB = "fj_01JTESTTESTTESTTESTTESTTES"
 OK = StepResult().to_dict()

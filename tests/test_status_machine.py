@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from shared.models import JobStatus
+from shared.domain.models import JobStatus
 
 ALLOWED = {
     ("queued", "building"),

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.domain.ids import new_job_id
+from shared.domain.models import JobRecord, JobStatus
 from shared.errors import IllegalTransition, NotFound
-from shared.ids import new_job_id
-from shared.models import JobRecord, JobStatus
 
 
 def new_job(**overrides) -> JobRecord:
@@ -223,7 +223,7 @@ def test_without_an_account_key_urls_are_user_delegation_sas() -> None:
     from azure.storage.blob import BlobServiceClient
 
     from shared.errors import FoundryError
-    from shared.job_blobs import JobBlobs
+    from shared.storage.job_blobs import JobBlobs
     from tests.azurite import free_port
 
     class Token:
@@ -246,7 +246,7 @@ def test_without_an_account_key_urls_are_user_delegation_sas() -> None:
 
 def test_build_slots_are_exact_under_concurrent_claims(services) -> None:
     """Twelve queued jobs claim at once with three slots: exactly three start building."""
-    from shared import job_steps
+    from shared.pipeline import steps
 
     services.settings = services.settings.__class__(
         **{**services.settings.__dict__, "max_concurrent_builds": 3}
@@ -259,7 +259,7 @@ def test_build_slots_are_exact_under_concurrent_claims(services) -> None:
 
     def claim(job_id: str) -> None:
         barrier.wait()
-        results[job_id] = job_steps.claim_build_slot(services, job_id).done
+        results[job_id] = steps.claim_build_slot(services, job_id).done
 
     threads = [threading.Thread(target=claim, args=(j.job_id,)) for j in jobs]
     for t in threads:
@@ -272,8 +272,8 @@ def test_build_slots_are_exact_under_concurrent_claims(services) -> None:
     winner = next(j for j, ok in results.items() if ok)
     services.jobs.transition(winner, JobStatus.FAILED, reason="test")
     waiting = next(j for j, ok in results.items() if not ok)
-    assert job_steps.claim_build_slot(services, waiting).done
-    assert job_steps.claim_build_slot(services, waiting).done  # holding it is idempotent
+    assert steps.claim_build_slot(services, waiting).done
+    assert steps.claim_build_slot(services, waiting).done  # holding it is idempotent
 
 
 def test_an_app_name_released_mid_claim_is_taken_not_a_404(services, monkeypatch) -> None:

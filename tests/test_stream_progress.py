@@ -3,8 +3,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from shared.models import JobRecord
-from shared.stream_progress import apply_stream_lines, filter_log_lines
+from shared.domain.models import JobRecord
+from shared.domain.stream_progress import apply_stream_lines, filter_log_lines
 
 
 def job() -> JobRecord:

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from shared.settings import Settings
-from shared.validation import RequestInvalid, parse_submit, request_hash
+from shared.config.settings import Settings
+from shared.domain.validation import RequestInvalid, parse_submit, request_hash
 
 SETTINGS = Settings(storage_connection_string="UseDevelopmentStorage=true", max_input_bytes=1024)
 GOOD = {

@@ -1,12 +1,12 @@
-"""Every minute: TTL reaper, reconciler, orphan sweep and history purge (shared.maintenance)."""
+"""Every minute: TTL reaper, reconciler, orphan sweep and history purge (timers.sweeps)."""
 
 from __future__ import annotations
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.maintenance import run_maintenance
 from shared.services import get_services
+from timers.sweeps import run_maintenance
 
 bp = df.Blueprint()
 SCHEDULE = "%FOUNDRY_SERVICE_MAINTENANCE_SCHEDULE%"

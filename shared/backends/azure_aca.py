@@ -23,9 +23,12 @@ from azure.core.exceptions import ResourceExistsError
 from azure.core.polling import LROPoller
 from azure.mgmt.appcontainers import models as aca_models
 
-from shared.azure_settings import AzureSettings
 from shared.backends.base import ResourceRef, StepState, StepStatus
-from shared.build_context import BuildContextError, prepare_build_context
+from shared.backends.build_context import BuildContextError, prepare_build_context
+from shared.config.azure import AzureSettings
+from shared.config.settings import Settings
+from shared.domain.ids import azure_name
+from shared.domain.models import JobRecord
 from shared.errors import (
     AlreadyExists,
     NotFound,
@@ -33,10 +36,7 @@ from shared.errors import (
     TransientBackendError,
     translate_azure_errors,
 )
-from shared.ids import azure_name
-from shared.job_blobs import ARTIFACT_PATH, STREAM_PATH, JobBlobs, job_blob
-from shared.models import JobRecord
-from shared.settings import Settings
+from shared.storage.job_blobs import ARTIFACT_PATH, STREAM_PATH, JobBlobs, job_blob
 
 log = logging.getLogger(__name__)
 JOB_TAG = "foundry-job-id"
@@ -213,7 +213,7 @@ class AzureContainerAppsBackend:
             return  # an earlier attempt started it; never start a second execution
         with translate_azure_errors("start build execution"):
             # Starting is not idempotent: no SDK-level retry. If the reply is lost, the activity
-            # retry looks for the execution first (above and in job_steps.start_build).
+            # retry looks for the execution first (above and in shared.pipeline.steps.start_build).
             self.aca.jobs.begin_start(self.az.resource_group, name, retry_total=0).result()
 
     def poll_build(self, job_id: str) -> StepStatus:

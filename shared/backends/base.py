@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.models import JobRecord
+from shared.domain.models import JobRecord
 
 
 class StepState(enum.StrEnum):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from shared.backends.base import BuildBackend
+from shared.config.settings import Settings
 from shared.errors import ConfigurationError
-from shared.job_blobs import JobBlobs
-from shared.settings import Settings
+from shared.storage.job_blobs import JobBlobs
 
 
 def create_backend(settings: Settings, blobs: JobBlobs) -> BuildBackend:

@@ -23,9 +23,9 @@ import urllib.request
 from pathlib import Path
 
 from shared.backends.base import ResourceRef, StepState, StepStatus
-from shared.job_blobs import SPEC_PATH, TASKS_PATH, JobBlobs
-from shared.models import JobRecord
-from shared.settings import Settings
+from shared.config.settings import Settings
+from shared.domain.models import JobRecord
+from shared.storage.job_blobs import SPEC_PATH, TASKS_PATH, JobBlobs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_BUILDER = REPO_ROOT / "examples" / "builder" / "foundry_example_builder.py"

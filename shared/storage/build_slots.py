@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from azure.core import MatchConditions
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared.domain.models import JobStatus
 from shared.errors import AlreadyExists, ConcurrencyConflict, NotFound, translate_azure_errors
-from shared.models import JobStatus
 
 SLOT_PK = "slot"
 CLAIM_GRACE = timedelta(minutes=2)

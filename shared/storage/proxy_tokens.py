@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from azure.data.tables import TableClient, TableServiceClient
 
+from shared.domain.ids import new_proxy_token, sha256_hex
 from shared.errors import NotFound, translate_azure_errors
-from shared.ids import new_proxy_token, sha256_hex
 
 _TOKEN_PK = "token"
 

@@ -13,10 +13,10 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared.domain.ids import newest_first_key
+from shared.domain.models import JobRecord, JobStatus
+from shared.domain.sanitize import scrub
 from shared.errors import ConcurrencyConflict, IllegalTransition, NotFound, translate_azure_errors
-from shared.ids import newest_first_key
-from shared.models import JobRecord, JobStatus
-from shared.sanitize import scrub
 
 JOBS_PARTITION = "job"
 _JSON_FIELDS = ("quality", "detail")

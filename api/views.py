@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.models import JobRecord
+from shared.domain.models import JobRecord
 
 SCHEMA_VERSION = 1
 _DETAIL_KEYS = ("tasks_total", "tasks_completed", "tasks_wip")

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 from orchestrators import run_job
 from orchestrators.state import RunState
-from shared import job_steps
+from shared.domain.models import IN_FLIGHT_STATUSES, FailureCode, JobStatus
 from shared.errors import FoundryError, IllegalTransition
-from shared.models import IN_FLIGHT_STATUSES, FailureCode, JobStatus
+from shared.pipeline import lifecycle
 from shared.services import Services
 
 log = logging.getLogger("foundry.maintenance")
@@ -75,7 +75,7 @@ def _reap_expired(svc: Services, now: datetime, report: MaintenanceReport) -> No
         if job.preview_expires_at is None or job.preview_expires_at > now:
             continue
         try:
-            job_steps.expire_job(svc, job.job_id, reason="preview TTL elapsed", clear_preview=False)
+            lifecycle.expire_job(svc, job.job_id, reason="preview TTL elapsed", clear_preview=False)
             report.expired.append(job.job_id)
         except IllegalTransition:
             continue
@@ -94,7 +94,7 @@ async def _reconcile(
             svc.jobs.iter_jobs,
             [JobStatus.CANCELED],
             finished_after=now - CANCEL_WATCH,
-            phase_not=job_steps.CLEANED_PHASE,
+            phase_not=lifecycle.CLEANED_PHASE,
         )
     )
     for job in [*in_flight, *canceled]:
@@ -107,8 +107,8 @@ async def _reconcile(
                     report.resignaled.append(job.job_id)
                 elif job.finished_at and now - job.finished_at > START_GRACE:
                     # No orchestration will compensate: make sure nothing is left running.
-                    removed = await asyncio.to_thread(job_steps.release_job_resources, svc, job)
-                    await asyncio.to_thread(job_steps.mark_cleaned, svc, job.job_id)
+                    removed = await asyncio.to_thread(lifecycle.release_job_resources, svc, job)
+                    await asyncio.to_thread(lifecycle.mark_cleaned, svc, job.job_id)
                     if removed:
                         report.repaired.append(job.job_id)
                 continue
@@ -122,7 +122,7 @@ async def _reconcile(
                     report.restarted.append(job.job_id)
                 elif job.status is not JobStatus.QUEUED:
                     await asyncio.to_thread(
-                        job_steps.fail_job,
+                        lifecycle.fail_job,
                         svc,
                         job.job_id,
                         FailureCode.INTERNAL_ERROR.value,
@@ -131,7 +131,7 @@ async def _reconcile(
                     report.repaired.append(job.job_id)
             elif runtime in _FINISHED:
                 await asyncio.to_thread(
-                    job_steps.fail_job,
+                    lifecycle.fail_job,
                     svc,
                     job.job_id,
                     FailureCode.INTERNAL_ERROR.value,

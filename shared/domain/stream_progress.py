@@ -11,7 +11,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from shared.models import JobRecord
+from shared.domain.models import JobRecord
 
 BUILD_PERCENT_START = 5
 BUILD_PERCENT_SPAN = 80

@@ -13,8 +13,8 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared.domain.ids import sha256_hex
 from shared.errors import AlreadyExists, ConcurrencyConflict, NotFound, translate_azure_errors
-from shared.ids import sha256_hex
 
 NO_ORG = "~"  # PartitionKey for jobs without an org_slug (not a valid slug, so no collision)
 

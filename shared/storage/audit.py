@@ -10,7 +10,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from shared.sanitize import scrub
+from shared.domain.sanitize import scrub
 
 log = logging.getLogger(__name__)
 

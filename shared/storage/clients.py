@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
-from shared.settings import Settings
+from shared.config.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

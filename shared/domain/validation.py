@@ -10,15 +10,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
-from shared.settings import Settings
+from shared.config.settings import Settings
+from shared.errors import PayloadTooLarge, RequestInvalid
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_OWNER_CHARS = 256
 MAX_IDEMPOTENCY_KEY_CHARS = 255
-
-
-class RequestInvalid(ValueError):
-    """The body cannot be accepted; ``str(exc)`` is safe to show the caller."""
 
 
 class SubmitRequest(BaseModel):
@@ -46,7 +43,7 @@ def max_body_bytes(settings: Settings) -> int:
 
 def parse_submit(body: bytes, settings: Settings) -> SubmitRequest:
     if len(body) > max_body_bytes(settings):
-        raise RequestInvalid("request body is too large")
+        raise PayloadTooLarge("request body is too large")
     try:
         raw: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -7,12 +7,18 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.claims import STALE_CLAIM_AFTER, IdempotencyClaim
-from shared.http import ApiError
-from shared.ids import new_job_id
-from shared.models import JobRecord, JobStatus
+from shared.domain.ids import new_job_id
+from shared.domain.models import JobRecord, JobStatus
+from shared.domain.validation import SubmitRequest, request_hash
+from shared.errors import (
+    AppNameConflict,
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    QueueFull,
+    Refused,
+)
 from shared.services import Services
-from shared.validation import SubmitRequest, request_hash
+from shared.storage.claims import STALE_CLAIM_AFTER, IdempotencyClaim
 
 _WAIT_FOR_PEER_SECS = 5.0
 _PEER_POLL_SECS = 0.05
@@ -38,13 +44,13 @@ def submit_job(svc: Services, req: SubmitRequest, *, actor: str) -> SubmitOutcom
         claim = replay
     try:
         _claim_app_name(svc, req, job_id)
-    except ApiError:
+    except Refused:
         svc.claims.release_idempotency(req.owner, req.idempotency_key, claim)
         raise
     if svc.jobs.count([JobStatus.QUEUED]) >= svc.settings.queue_cap:
         svc.claims.release_app_name(req.app_name, req.org_slug, job_id=job_id)
         svc.claims.release_idempotency(req.owner, req.idempotency_key, claim)
-        raise ApiError(429, "queue_full", "the build queue is full", {"Retry-After": "60"})
+        raise QueueFull("the build queue is full")
     svc.blobs.put_inputs(job_id, spec_md=req.spec_md, tasks_md=req.tasks_md)
     job = JobRecord(
         job_id=job_id,
@@ -75,9 +81,7 @@ def _replay(
     never wrote its job row (it died, or was refused and gave the key back), take the key and
     return our winning claim so the submit proceeds."""
     if claim.request_hash != fingerprint:
-        raise ApiError(
-            409, "idempotency_conflict", "idempotency_key reused with a different request"
-        )
+        raise IdempotencyConflict("idempotency_key reused with a different request")
     deadline = time.monotonic() + _WAIT_FOR_PEER_SECS
     while True:
         existing = svc.jobs.find_job(claim.job_id)
@@ -90,11 +94,8 @@ def _replay(
             if taken is not None:
                 return taken
         if time.monotonic() > deadline:
-            raise ApiError(
-                409,
-                "idempotency_in_progress",
-                "a request with this idempotency_key is still being accepted; retry",
-                {"Retry-After": "1"},
+            raise IdempotencyInProgress(
+                "a request with this idempotency_key is still being accepted; retry"
             )
         time.sleep(_PEER_POLL_SECS)
         latest = svc.claims.get_idempotency(req.owner, req.idempotency_key)
@@ -107,9 +108,7 @@ def _replay(
             latest = retry
         claim = latest
         if claim.request_hash != fingerprint:
-            raise ApiError(
-                409, "idempotency_conflict", "idempotency_key reused with a different request"
-            )
+            raise IdempotencyConflict("idempotency_key reused with a different request")
 
 
 def _claim_app_name(svc: Services, req: SubmitRequest, job_id: str) -> None:
@@ -119,16 +118,14 @@ def _claim_app_name(svc: Services, req: SubmitRequest, job_id: str) -> None:
             return
         held_by = svc.jobs.find_job(holder.job_id)
         if held_by is not None and held_by.status.is_active:
-            raise ApiError(
-                409, "app_name_conflict", "app_name is already in use by an in-flight or live build"
-            )
+            raise AppNameConflict("app_name is already in use by an in-flight or live build")
         stale = (
             holder.claimed_at is None or datetime.now(UTC) - holder.claimed_at > STALE_CLAIM_AFTER
         )
         if held_by is None and not stale:
-            raise ApiError(409, "app_name_conflict", "app_name is being claimed by another request")
+            raise AppNameConflict("app_name is being claimed by another request")
         if svc.claims.replace_app_name_holder(
             req.app_name, req.org_slug, stale_job_id=holder.job_id, job_id=job_id
         ):
             return
-    raise ApiError(409, "app_name_conflict", "app_name is contended; retry")
+    raise AppNameConflict("app_name is contended; retry")

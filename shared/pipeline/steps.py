@@ -9,21 +9,19 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shared.backends.base import StepState
-from shared.errors import IllegalTransition, TerminalBackendError
-from shared.job_blobs import ARTIFACT_PATH
-from shared.models import (
-    IN_FLIGHT_STATUSES,
+from shared.domain.models import (
     FailureCode,
     JobRecord,
     JobStatus,
     StepResult,
 )
+from shared.domain.stream_progress import apply_stream_lines
+from shared.errors import IllegalTransition, TerminalBackendError
 from shared.services import Services
-from shared.stream_progress import apply_stream_lines
+from shared.storage.job_blobs import ARTIFACT_PATH
 
 log = logging.getLogger(__name__)
 TOKEN_GRACE = timedelta(minutes=30)
-CLEANED_PHASE = "cleaned"
 
 
 def _now() -> datetime:
@@ -245,91 +243,3 @@ def finalize_ready(svc: Services, job_id: str, preview_url: str) -> StepResult:
     svc.audit.record("job.ready", job_id=job_id, preview_url=preview_url)
     log.info("job ready at %s", preview_url)
     return StepResult()
-
-
-def fail_job(svc: Services, job_id: str, code: str, message: str) -> StepResult:
-    """Terminal failure + compensation: stop/delete what was created, revoke, free the name."""
-    job = svc.jobs.get_job(job_id)
-    if job.status in IN_FLIGHT_STATUSES:
-        try:
-            job = svc.jobs.transition(
-                job_id,
-                JobStatus.FAILED,
-                reason=f"{code}: {message}",
-                error_code=code,
-                error_message=message[:1000],
-                finished_at=_now(),
-                phase="failed",
-                stage_label=None,
-            )
-        except IllegalTransition:
-            job = svc.jobs.get_job(job_id)
-    release_job_resources(svc, job)
-    svc.audit.record("job.failed", job_id=job_id, code=code, message=message)
-    log.warning("job failed: %s: %s", code, message)
-    return StepResult()
-
-
-def cancel_job(svc: Services, job_id: str, *, reason: str = "canceled by caller") -> JobRecord:
-    """Mark an in-flight job canceled (the API does this first, then signals the orchestrator)."""
-    return svc.jobs.transition(
-        job_id,
-        JobStatus.CANCELED,
-        reason=reason,
-        only_from=IN_FLIGHT_STATUSES,
-        error_code=FailureCode.CANCELED.value,
-        error_message=reason,
-        finished_at=_now(),
-        phase="canceled",
-        stage_label=None,
-    )
-
-
-def compensate_cancel(svc: Services, job_id: str) -> StepResult:
-    """The orchestrator's reaction to a cancel: make sure the row says canceled, then clean up."""
-    job = svc.jobs.get_job(job_id)
-    if job.status in IN_FLIGHT_STATUSES:
-        try:
-            job = cancel_job(svc, job_id)
-        except IllegalTransition:
-            job = svc.jobs.get_job(job_id)
-    release_job_resources(svc, job)
-    if job.status is JobStatus.CANCELED:
-        mark_cleaned(svc, job_id)
-    return StepResult()
-
-
-def mark_cleaned(svc: Services, job_id: str) -> None:
-    """Record that a canceled job's teardown ran, so the reconciler stops watching it."""
-    svc.jobs.update(
-        job_id, lambda j: replace(j, phase=CLEANED_PHASE) if j.phase != CLEANED_PHASE else None
-    )
-
-
-def expire_job(svc: Services, job_id: str, *, reason: str, clear_preview: bool) -> JobRecord:
-    """ready -> expired (TTL or DELETE preview), then tear the preview down."""
-    changes: dict[str, object] = {"phase": "expired"}
-    if clear_preview:
-        changes.update(preview_url=None, preview_expires_at=None)
-    job = svc.jobs.transition(
-        job_id, JobStatus.EXPIRED, reason=reason, only_from=[JobStatus.READY], **changes
-    )
-    release_job_resources(svc, job)
-    svc.audit.record("job.expired", job_id=job_id, reason=reason)
-    return job
-
-
-def release_job_resources(svc: Services, job: JobRecord) -> list[str]:
-    """Idempotent teardown for a job that no longer needs anything running."""
-    svc.tokens.revoke_job(job.job_id)
-    if job.status is JobStatus.READY:
-        return []  # a live preview keeps its app, name and resources until it expires
-    removed: list[str] = []
-    try:
-        removed = svc.backend.teardown(job.job_id)
-    finally:
-        if job.status.is_terminal:
-            svc.claims.release_app_name(job.app_name, job.org_slug, job_id=job.job_id)
-    if removed:
-        svc.audit.record("job.teardown", job_id=job.job_id, removed=removed)
-    return removed
