@@ -27,6 +27,14 @@ ALICE_KEY = "test-alice-key-0123456789"
 API_KEYS = f"{API_KEY},{READ_KEY}|scopes=jobs:read,{ALICE_KEY}|owner=alice|org=acme"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches the session Azurite (directly or through another fixture),
+    so ``pytest -m "not azurite"`` is the fast inner loop that starts no emulator."""
+    for item in items:
+        if "azurite" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.azurite)
+
+
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     emulator = start_azurite(tmp_path_factory.mktemp("azurite"))

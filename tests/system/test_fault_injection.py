@@ -102,6 +102,7 @@ def test_a_host_restart_replays_from_history_on_a_fresh_driver(api, driver, serv
     assert_clean_ready(services, backend, job_id)
 
 
+@pytest.mark.azurite  # starts its own emulator, to kill and restart it
 def test_storage_outage_mid_job_is_retried_until_it_recovers(tmp_path: Path) -> None:
     ports = [free_port() for _ in range(3)]
     data = tmp_path / "azurite-data"

@@ -11,7 +11,7 @@ from shared.config.azure import REQUIRED, AzureSettings
 from shared.config.settings import Settings
 from shared.llm_proxy import ProxySettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP_BICEP = ROOT / "infra" / "app" / "resources.bicep"
 #: Read by the code, deliberately not deployed: local backend, emulator and test overrides.
 DEV_ONLY = {

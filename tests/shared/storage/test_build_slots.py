@@ -1,0 +1,54 @@
+"""Build slots: exact under concurrent claims."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from shared.domain.ids import new_job_id
+from shared.domain.models import JobRecord, JobStatus
+
+
+def new_job(**overrides) -> JobRecord:
+    base = {
+        "job_id": new_job_id(),
+        "app_name": "app",
+        "owner": "alice",
+        "request_hash": "h",
+        "created_at": datetime.now(UTC),
+        "ttl_hours": 24,
+    }
+    base.update(overrides)
+    return JobRecord(**base)
+
+
+def test_build_slots_are_exact_under_concurrent_claims(services) -> None:
+    """Twelve queued jobs claim at once with three slots: exactly three start building."""
+    from shared.pipeline import steps
+
+    services.settings = services.settings.__class__(
+        **{**services.settings.__dict__, "max_concurrent_builds": 3}
+    )
+    jobs = [new_job(app_name=f"app-{i}") for i in range(12)]
+    for job in jobs:
+        services.jobs.insert_job(job)
+    barrier = threading.Barrier(len(jobs))
+    results: dict[str, bool] = {}
+
+    def claim(job_id: str) -> None:
+        barrier.wait()
+        results[job_id] = steps.claim_build_slot(services, job_id).done
+
+    threads = [threading.Thread(target=claim, args=(j.job_id,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(results.values()) == 3
+    assert services.jobs.count([JobStatus.BUILDING]) == 3
+    # A finished holder frees its slot without any explicit release.
+    winner = next(j for j, ok in results.items() if ok)
+    services.jobs.transition(winner, JobStatus.FAILED, reason="test")
+    waiting = next(j for j, ok in results.items() if not ok)
+    assert steps.claim_build_slot(services, waiting).done
+    assert steps.claim_build_slot(services, waiting).done  # holding it is idempotent

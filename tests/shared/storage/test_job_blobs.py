@@ -1,0 +1,69 @@
+"""Job blobs against Azurite: idempotent log appends, read-only signed URLs, user-delegation SAS."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+
+def test_log_appends_are_idempotent_by_position(services) -> None:
+    blobs = services.blobs
+    blobs.ensure_log("fj_A")
+    blobs.ensure_log("fj_A")  # second create is a no-op, not a truncation
+    assert blobs.append_log("fj_A", b"one\n", at_offset=0) == 4
+    # A retried append of the same bytes at the same position does not duplicate them.
+    assert blobs.append_log("fj_A", b"one\n", at_offset=0) == 4
+    assert blobs.append_log("fj_A", b"two\n", at_offset=4) == 8
+    assert blobs.read_log("fj_A") == b"one\ntwo\n"
+    assert blobs.read_log("fj_A", offset=4) == b"two\n"
+    assert blobs.read_log("fj_A", offset=8) == b""
+    assert blobs.read_log("fj_unknown") == b""
+
+
+def test_signed_urls_are_read_only_and_scoped_to_one_blob(services) -> None:
+    blobs = services.blobs
+    blobs.put_artifact("fj_A", b"tarball")
+    url = blobs.signed_url("fj_A", "output/source.tar.gz", permission="r", ttl_secs=300)
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.read() == b"tarball"
+    put = urllib.request.Request(
+        url, data=b"evil", method="PUT", headers={"x-ms-blob-type": "BlockBlob"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(put, timeout=5)
+    assert refused.value.code == 403
+    refused.value.close()
+    other = url.replace("fj_A/output/source.tar.gz", "fj_A/input/SPEC.md")
+    with pytest.raises(urllib.error.HTTPError) as wrong_blob:
+        urllib.request.urlopen(other, timeout=5)
+    assert wrong_blob.value.code == 403
+    wrong_blob.value.close()
+
+
+def test_without_an_account_key_urls_are_user_delegation_sas() -> None:
+    """Under managed identity there is no key: signing asks the service for a delegation key."""
+    from azure.core.credentials import AccessToken
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.errors import FoundryError
+    from shared.storage.job_blobs import JobBlobs
+    from tests.azurite import free_port
+
+    class Token:
+        def get_token(self, *scopes, **kwargs):
+            return AccessToken("not-a-real-token", 4102444800)
+
+    seen = []
+    # Token credentials need HTTPS; nothing listens on this loopback port, the request is the point.
+    endpoint = f"https://127.0.0.1:{free_port()}/devstoreaccount1"
+    client = BlobServiceClient(
+        endpoint,
+        credential=Token(),
+        retry_total=0,
+        raw_request_hook=lambda r: seen.append(r.http_request.url),
+    )
+    with pytest.raises(FoundryError):
+        JobBlobs(client, container="c").signed_url("fj_A", "output/x", permission="r", ttl_secs=60)
+    assert any("comp=userdelegationkey" in url for url in seen)

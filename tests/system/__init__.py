@@ -1,0 +1,1 @@
+"""System tests: the whole app through the dev host, not one module."""
