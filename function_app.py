@@ -4,7 +4,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import build, cleanup, image, preview
-from api import jobs_control, jobs_read, jobs_submit, llm_proxy, service
+from api import build_events, jobs_control, jobs_read, jobs_submit, llm_proxy, service
 from orchestrators import run_job
 from shared import log_context, telemetry
 from timers import maintenance
@@ -18,6 +18,7 @@ for blueprint in (
     jobs_submit.bp,
     jobs_read.bp,
     jobs_control.bp,
+    build_events.bp,
     service.bp,
     llm_proxy.bp,
     run_job.bp,

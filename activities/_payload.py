@@ -1,33 +1,38 @@
-"""Payload helpers shared by the activity triggers."""
+"""What every activity trigger shares: the typed payload in, the StepResult dict out."""
 
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from shared.domain.models import StepResult
 from shared.log_context import job_context
 
 
-def job_id_of(payload: Any) -> str:
-    if not isinstance(payload, dict) or not isinstance(payload.get("job_id"), str):
-        raise ValueError("activity payload must be an object with a job_id")
-    return str(payload["job_id"])
+class _JobPayload(Protocol):
+    @property
+    def job_id(self) -> str: ...
 
 
-def reply(result: StepResult) -> dict[str, Any]:
+P = TypeVar("P", bound=_JobPayload)
+Reply = dict[str, object]
+
+
+def reply(result: StepResult) -> Reply:
     return result.to_dict()
 
 
-def for_job(
-    activity: Callable[[dict[str, Any]], dict[str, Any]],
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Run the activity inside its job's logging context (job_id on every log line)."""
+def for_job(activity: Callable[[P], Reply]) -> Callable[[P], Reply]:
+    """Decode the durable payload into the type the activity declares (a missing field fails
+    loudly) and run the activity inside its job's logging context (job_id on every line)."""
+    payload_type: Any = typing.get_type_hints(activity)["payload"]
 
     @functools.wraps(activity)
-    def wrapper(payload: dict[str, Any]) -> dict[str, Any]:
-        with job_context(job_id_of(payload)):
-            return activity(payload)
+    def wrapper(payload: Any) -> Reply:
+        typed = payload_type.from_dict(payload)
+        with job_context(typed.job_id):
+            return activity(typed)
 
     return wrapper

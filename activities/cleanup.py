@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import azure.durable_functions as df
 
 from activities import names
-from activities._payload import for_job, job_id_of, reply
+from activities._payload import Reply, for_job, reply
+from shared.domain.payloads import FailRequest, JobRef
 from shared.pipeline import lifecycle
 from shared.services import get_services
 
@@ -16,15 +15,11 @@ bp = df.Blueprint()
 
 @bp.activity_trigger(input_name="payload", activity=names.FAIL_JOB)
 @for_job
-def fail_job(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(
-        lifecycle.fail_job(
-            get_services(), job_id_of(payload), str(payload["code"]), str(payload["message"])
-        )
-    )
+def fail_job(payload: FailRequest) -> Reply:
+    return reply(lifecycle.fail_job(get_services(), payload.job_id, payload.code, payload.message))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.COMPENSATE_CANCEL)
 @for_job
-def compensate_cancel(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(lifecycle.compensate_cancel(get_services(), job_id_of(payload)))
+def compensate_cancel(payload: JobRef) -> Reply:
+    return reply(lifecycle.compensate_cancel(get_services(), payload.job_id))

@@ -1,12 +1,9 @@
 """Activity names, importable by orchestrators without pulling in any I/O code."""
 
-CLAIM_BUILD_SLOT = "claim_build_slot"
 START_BUILD = "start_build"
 CHECK_BUILD = "check_build"
 STOP_BUILD_FOR_TIMEOUT = "stop_build_for_timeout"
-START_IMAGE = "start_image"
 CHECK_IMAGE = "check_image"
-START_PREVIEW = "start_preview"
 CHECK_PREVIEW = "check_preview"
 FINALIZE_READY = "finalize_ready"
 FAIL_JOB = "fail_job"

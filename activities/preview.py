@@ -1,34 +1,25 @@
-"""Activities of the preview phase: deploy, wait for health, report ready."""
+"""Activities of the preview phase: wait for health, report ready."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import azure.durable_functions as df
 
 from activities import names
-from activities._payload import for_job, job_id_of, reply
+from activities._payload import Reply, for_job, reply
+from shared.domain.payloads import FinalizeRequest, JobRef
 from shared.pipeline import steps
 from shared.services import get_services
 
 bp = df.Blueprint()
 
 
-@bp.activity_trigger(input_name="payload", activity=names.START_PREVIEW)
-@for_job
-def start_preview(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(steps.start_preview(get_services(), job_id_of(payload), str(payload["image_ref"])))
-
-
 @bp.activity_trigger(input_name="payload", activity=names.CHECK_PREVIEW)
 @for_job
-def check_preview(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(steps.check_preview(get_services(), job_id_of(payload)))
+def check_preview(payload: JobRef) -> Reply:
+    return reply(steps.check_preview(get_services(), payload.job_id))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.FINALIZE_READY)
 @for_job
-def finalize_ready(payload: dict[str, Any]) -> dict[str, Any]:
-    return reply(
-        steps.finalize_ready(get_services(), job_id_of(payload), str(payload["preview_url"]))
-    )
+def finalize_ready(payload: FinalizeRequest) -> Reply:
+    return reply(steps.finalize_ready(get_services(), payload.job_id, payload.preview_url))

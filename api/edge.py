@@ -54,7 +54,8 @@ STATUS_OF: dict[str, int] = {
 }
 
 
-def _translate(exc: Exception) -> func.HttpResponse:
+def translate(exc: Exception) -> func.HttpResponse:
+    """Any exception from a handler as the contract's JSON envelope (never a traceback)."""
     if isinstance(exc, ApiError):
         return exc.response()
     if isinstance(exc, Refused):
@@ -86,7 +87,7 @@ def handle(req: func.HttpRequest, scope: str, handler: SyncHandler) -> func.Http
             svc = get_services()
             return handler(req, authorise(req, svc, scope), svc)
         except Exception as exc:  # noqa: BLE001 - the edge turns everything into the envelope
-            return _translate(exc)
+            return translate(exc)
 
 
 async def handle_async(
@@ -98,7 +99,7 @@ async def handle_async(
             principal = authorise(req, svc, scope)
             return await handler(req, principal, svc)
         except Exception as exc:  # noqa: BLE001
-            return _translate(exc)
+            return translate(exc)
 
 
 def load_visible_job(svc: Services, job_id: str, principal: Principal) -> JobRecord:

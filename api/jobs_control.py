@@ -12,7 +12,7 @@ from api.auth import Principal
 from api.edge import handle, handle_async, load_visible_job
 from api.http import json_response, validation_error
 from api.views import job_view
-from orchestrators.run_job import CANCEL_EVENT
+from orchestrators import signals
 from shared.domain.models import JobRecord, JobStatus
 from shared.errors import IllegalTransition
 from shared.pipeline import lifecycle
@@ -35,9 +35,11 @@ async def cancel_job(
         job = await asyncio.to_thread(_mark_canceled, svc, job_id, principal.key_id)
         if job.status is JobStatus.CANCELED:
             try:
-                await client.raise_event(job_id, CANCEL_EVENT, {"by": principal.key_id})
+                await signals.cancel(client, job_id, by=principal.key_id)
             except Exception:  # noqa: BLE001 - the reconciler compensates orphaned cancels
                 log.warning("could not signal orchestration %s; reconciler will clean up", job_id)
+            queued = await asyncio.to_thread(lifecycle.next_in_queue, svc)
+            await signals.wake_queued(client, queued)
         return json_response(200, job_view(job))
 
     return await handle_async(req, "jobs:write", run)

@@ -12,8 +12,7 @@ from api.auth import Principal
 from api.edge import handle_async
 from api.http import ApiError, json_response
 from api.views import accepted_view, poll_url
-from orchestrators import run_job
-from orchestrators.state import RunState
+from orchestrators import signals
 from shared.domain.validation import parse_submit
 from shared.pipeline.submission import submit_job as accept_job
 from shared.services import Services
@@ -36,11 +35,7 @@ async def submit_job(
         outcome = await asyncio.to_thread(accept_job, svc, body, actor=principal.key_id)
         if outcome.created:
             try:
-                await client.start_new(
-                    run_job.NAME,
-                    instance_id=outcome.job.job_id,
-                    client_input=RunState(outcome.job.job_id).to_dict(),
-                )
+                await signals.start(client, outcome.job.job_id)
             except Exception:
                 log.exception("could not start orchestration for %s", outcome.job.job_id)
         position = await asyncio.to_thread(svc.jobs.queue_position, outcome.job)

@@ -82,6 +82,8 @@ class Instance:
     custom_status_log: list[Any] = field(default_factory=list)
     activity_calls: list[tuple[str, Any, int]] = field(default_factory=list)
     max_history: int = 0
+    #: Every history event the provider would store, over all generations: episode markers,
+    #: scheduled/completed tasks, timers, events, execution started/completed.
     total_events: int = 0
     last_updated: datetime | None = None
 
@@ -296,6 +298,7 @@ class Driver:
                 act.attempt + 1,
             )
             inst.history.append(h.task_scheduled(self.now(), retry.task_id, retry.name))
+            inst.total_events += 1
             inst.ready.append(retry)
 
     def _take_id(self, inst: Instance) -> int:
@@ -347,6 +350,7 @@ class Driver:
             return
         self._schedule(inst, actions)
         if state.get("isDone"):
+            inst.total_events += 1  # ExecutionCompleted (also ends a continued-as-new generation)
             restart = next((a for a in actions if a["actionType"] == CONTINUE_AS_NEW), None)
             if restart is not None:
                 inst.generation += 1
@@ -381,6 +385,7 @@ class Driver:
                 if act.name not in self.activities:
                     raise DriverError(f"no activity named {act.name!r}")
                 inst.history.append(h.task_scheduled(now, act.task_id, act.name))
+                inst.total_events += 1
                 inst.ready.append(act)
             elif kind == CREATE_TIMER:
                 timer_id = self._take_id(inst)
@@ -389,6 +394,7 @@ class Driver:
                 if not action.get("isCanceled"):
                     inst.timers[timer_id] = _Timer(timer_id, fire_at)
                 inst.history.append(h.timer_created(now, timer_id, fire_at))
+                inst.total_events += 1
             elif kind in (WAIT_FOR_EVENT, CONTINUE_AS_NEW):
                 pass
             else:

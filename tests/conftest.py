@@ -54,6 +54,10 @@ def make_settings(azurite: Azurite, tmp_path: Path, **overrides: Any) -> Setting
         "table_prefix": f"t{suffix}",
         "local_work_dir": str(tmp_path / "work"),
         "build_timeout_secs": 600,
+        # The driver's clock is virtual: check builds on a backoff (the push path has its own
+        # tests) and never sleep inside a check activity.
+        "build_check_secs": 10,
+        "check_wait_secs": 0,
     }
     base.update(overrides)
     return Settings(**base)

@@ -18,15 +18,13 @@ EXPECTED_ROUTES = {
     "healthz": ("v1/healthz", ["GET"]),
     "openapi": ("v1/openapi.json", ["GET"]),
     "messages": ("v1/messages", ["POST"]),
+    "build_event": ("v1/jobs/{job_id}/build-events", ["POST"]),
 }
 ACTIVITIES = {
-    "claim_build_slot",
     "start_build",
     "check_build",
     "stop_build_for_timeout",
-    "start_image",
     "check_image",
-    "start_preview",
     "check_preview",
     "finalize_ready",
     "fail_job",

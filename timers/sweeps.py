@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from orchestrators import run_job
-from orchestrators.state import RunState
+from orchestrators import signals
+from shared.backends.base import StepState
 from shared.domain.models import IN_FLIGHT_STATUSES, FailureCode, JobStatus
 from shared.errors import FoundryError, IllegalTransition
-from shared.pipeline import lifecycle
+from shared.pipeline import lifecycle, steps
 from shared.services import Services
 
 log = logging.getLogger("foundry.maintenance")
@@ -26,6 +26,7 @@ START_GRACE = timedelta(seconds=30)
 #: How long after a cancel the reconciler keeps checking that its cleanup happened.
 CANCEL_WATCH = timedelta(days=1)
 _FINISHED = {"Completed", "Failed", "Terminated", "Canceled"}
+_LIVE = {"Running", "Pending", "ContinuedAsNew"}
 
 
 class DurableClient(Protocol):
@@ -48,6 +49,7 @@ class MaintenanceReport:
     restarted: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     resignaled: list[str] = field(default_factory=list)
+    woken: list[str] = field(default_factory=list)
     orphans_removed: list[str] = field(default_factory=list)
     purged: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -97,13 +99,16 @@ async def _reconcile(
             phase_not=lifecycle.CLEANED_PHASE,
         )
     )
+    if any(job.status is JobStatus.QUEUED for job in in_flight):
+        queued = await asyncio.to_thread(lifecycle.next_in_queue, svc)
+        report.woken.extend(await signals.wake_queued(client, queued))
     for job in [*in_flight, *canceled]:
         try:
             status = await client.get_status(job.job_id)
             runtime = runtime_status(status)
             if job.status is JobStatus.CANCELED:
-                if runtime in ("Running", "Pending", "ContinuedAsNew"):
-                    await client.raise_event(job.job_id, run_job.CANCEL_EVENT, {"by": "reconciler"})
+                if runtime in _LIVE:
+                    await signals.cancel(client, job.job_id, by="reconciler")
                     report.resignaled.append(job.job_id)
                 elif job.finished_at and now - job.finished_at > START_GRACE:
                     # No orchestration will compensate: make sure nothing is left running.
@@ -114,11 +119,7 @@ async def _reconcile(
                 continue
             if runtime is None:
                 if job.status is JobStatus.QUEUED and now - job.created_at > START_GRACE:
-                    await client.start_new(
-                        run_job.NAME,
-                        instance_id=job.job_id,
-                        client_input=RunState(job.job_id).to_dict(),
-                    )
+                    await signals.start(client, job.job_id)
                     report.restarted.append(job.job_id)
                 elif job.status is not JobStatus.QUEUED:
                     await asyncio.to_thread(
@@ -129,6 +130,10 @@ async def _reconcile(
                         "orchestration lost mid-build",
                     )
                     report.repaired.append(job.job_id)
+            elif runtime in _LIVE and job.status is JobStatus.BUILDING:
+                if await asyncio.to_thread(_build_has_ended, svc, job.job_id):
+                    await signals.build_finished(client, job.job_id, by="reconciler")
+                    report.resignaled.append(job.job_id)
             elif runtime in _FINISHED:
                 await asyncio.to_thread(
                     lifecycle.fail_job,
@@ -140,6 +145,17 @@ async def _reconcile(
                 report.repaired.append(job.job_id)
         except Exception as exc:  # noqa: BLE001 - keep sweeping the other jobs
             report.errors.append(f"{job.job_id}: reconcile: {exc}")
+
+
+def _build_has_ended(svc: Services, job_id: str) -> bool:
+    """The reconciler's fallback for a lost ``finished`` notice: ask the backend, and fold the
+    log written so far into progress while the build runs."""
+    if svc.backend.poll_build(job_id).state is not StepState.RUNNING:
+        return True
+    job = svc.jobs.find_job(job_id)
+    if job is not None and job.status is JobStatus.BUILDING:
+        steps.follow_stream(svc, job)
+    return False
 
 
 def runtime_status(status: Any) -> str | None:

@@ -158,7 +158,7 @@ class AzureContainerAppsBackend:
         return bool(self._executions(job_id))
 
     def _grant(self, job_id: str) -> str:
-        urls = self.blobs.signed_urls(job_id, GRANT, ttl_secs=self.settings.sas_grant_ttl_secs)
+        urls = self.blobs.signed_urls(job_id, GRANT, ttl_secs=self.settings.grant_ttl_secs)
         return json.dumps(urls)
 
     def build_job_envelope(self, job: JobRecord, *, proxy_token: str, grant: str) -> dict[str, Any]:

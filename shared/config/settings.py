@@ -49,9 +49,16 @@ class Settings:
     deploy_timeout_secs: int = 600
     #: Longest wait between two status checks of a running step (log-follow latency bound).
     poll_max_secs: int = 10
+    #: 0: a build's end is pushed (runner notice, reconciler), no in-history polling; >0: also
+    #: check a running build on a backoff capped at this many seconds.
+    build_check_secs: int = 0
+    #: How long one check activity waits for a running step to change before answering.
+    check_wait_secs: int = 20
     preview_domain: str = "foundry.local"
     signed_url_ttl_secs: int = 900
-    sas_grant_ttl_secs: int = 3600
+    #: How long a build's storage grant and proxy token outlive its build timeout: the wait for
+    #: the job's replica to start, plus the final uploads after a stop.
+    sas_grant_margin_secs: int = 1800
     proxy_base_url: str = "http://127.0.0.1:7071"
     local_work_dir: str = ".foundry-local"
     local_builder_command: str = ""
@@ -90,11 +97,15 @@ class Settings:
             ),
             deploy_timeout_secs=_int(env, ENV_PREFIX + "DEPLOY_TIMEOUT_SECS", 600, minimum=1),
             poll_max_secs=_int(env, ENV_PREFIX + "POLL_MAX_SECS", 10, minimum=2),
+            build_check_secs=_int(env, ENV_PREFIX + "BUILD_CHECK_SECS", 0, minimum=0),
+            check_wait_secs=_int(env, ENV_PREFIX + "CHECK_WAIT_SECS", 20, minimum=0),
             preview_domain=get("PREVIEW_DOMAIN", "foundry.local"),
             signed_url_ttl_secs=_int(
                 env, ENV_PREFIX + "AZURE_SIGNED_URL_TTL_SECS", 900, minimum=60
             ),
-            sas_grant_ttl_secs=_int(env, ENV_PREFIX + "AZURE_SAS_GRANT_TTL_SECS", 3600, minimum=60),
+            sas_grant_margin_secs=_int(
+                env, ENV_PREFIX + "SAS_GRANT_MARGIN_SECS", 1800, minimum=300
+            ),
             proxy_base_url=get("BUILDER_PROXY_URL", "http://127.0.0.1:7071"),
             local_work_dir=get("LOCAL_WORK_DIR", ".foundry-local"),
             local_builder_command=get("LOCAL_BUILDER_COMMAND"),
@@ -119,6 +130,11 @@ class Settings:
     def clamp_ttl(self, requested: int | None) -> int:
         value = self.default_ttl_hours if requested is None else requested
         return max(self.min_ttl_hours, min(self.max_ttl_hours, value))
+
+    @property
+    def grant_ttl_secs(self) -> int:
+        """Lifetime of a build's storage grant and proxy token, from when they are minted."""
+        return self.build_timeout_secs + self.sas_grant_margin_secs
 
     @property
     def local_root(self) -> Path:

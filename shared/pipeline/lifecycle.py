@@ -106,3 +106,12 @@ def release_job_resources(svc: Services, job: JobRecord) -> list[str]:
     if removed:
         svc.audit.record("job.teardown", job_id=job.job_id, removed=removed)
     return removed
+
+
+def next_in_queue(svc: Services) -> list[str]:
+    """The oldest queued jobs, as many as there are free build slots (at least one, so a slot
+    freed by self-healing is noticed too)."""
+    building = svc.jobs.count([JobStatus.BUILDING])
+    free = max(1, svc.settings.max_concurrent_builds - building)
+    queued = sorted(svc.jobs.iter_jobs([JobStatus.QUEUED]), key=lambda j: j.created_at)
+    return [job.job_id for job in queued[:free]]

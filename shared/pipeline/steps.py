@@ -5,23 +5,26 @@ expected failures are values, only transient faults raise (so ``RetryOptions`` r
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shared.backends.base import StepState
+from shared.backends.base import StepState, StepStatus
 from shared.domain.models import (
     FailureCode,
     JobRecord,
     JobStatus,
     StepResult,
 )
+from shared.domain.payloads import ImageBuilt, PhaseLimits, PreviewHealthy
 from shared.domain.stream_progress import apply_stream_lines
 from shared.errors import IllegalTransition, TerminalBackendError
 from shared.services import Services
 from shared.storage.job_blobs import ARTIFACT_PATH
 
 log = logging.getLogger(__name__)
-TOKEN_GRACE = timedelta(minutes=30)
+LONG_POLL_INTERVAL_SECS = 2.0
 
 
 def _now() -> datetime:
@@ -43,9 +46,9 @@ def _progress(svc: Services, job_id: str, *, phase: str, percent: int, label: st
 
 
 def claim_build_slot(svc: Services, job_id: str) -> StepResult:
-    """queued -> building when fewer than ``MAX_CONCURRENT_BUILDS`` jobs are building/deploying."""
+    """queued -> building when a build slot is free (``MAX_CONCURRENT_BUILDS`` lease rows)."""
     job = svc.jobs.get_job(job_id)
-    if job.status in (JobStatus.BUILDING, JobStatus.DEPLOYING):
+    if job.status is JobStatus.BUILDING:
         return StepResult()
     if job.status is not JobStatus.QUEUED:
         return StepResult.was_canceled()
@@ -71,20 +74,34 @@ def claim_build_slot(svc: Services, job_id: str) -> StepResult:
     return StepResult()
 
 
+def phase_limits(svc: Services) -> PhaseLimits:
+    settings = svc.settings
+    return PhaseLimits(
+        build_timeout_secs=settings.build_timeout_secs,
+        image_timeout_secs=settings.image_build_timeout_secs,
+        deploy_timeout_secs=settings.deploy_timeout_secs,
+        poll_max_secs=settings.poll_max_secs,
+        build_check_secs=settings.build_check_secs,
+        check_wait_secs=settings.check_wait_secs,
+    )
+
+
 def start_build(svc: Services, job_id: str) -> StepResult:
-    """Grant storage + mint the proxy token + start the build, exactly once per job."""
+    """Claim a build slot, then grant storage + mint the proxy token + start the build, exactly
+    once per job. Not done (with the limits) while every slot is taken."""
+    limits = phase_limits(svc).to_dict()
+    claimed = claim_build_slot(svc, job_id)
+    if not claimed.ok:
+        return claimed
+    if not claimed.done:
+        return replace(claimed, data=limits)
     job = svc.jobs.get_job(job_id)
     if job.status is not JobStatus.BUILDING:
         return StepResult.was_canceled()
-    limits = {
-        "build_timeout_secs": svc.settings.build_timeout_secs,
-        "image_timeout_secs": svc.settings.image_build_timeout_secs,
-        "deploy_timeout_secs": svc.settings.deploy_timeout_secs,
-    }
     svc.blobs.ensure_log(job_id)
     if not svc.backend.build_started(job_id):
         svc.tokens.revoke_job(job_id)  # a token minted by a crashed attempt must not stay live
-        expires = _now() + timedelta(seconds=svc.settings.build_timeout_secs) + TOKEN_GRACE
+        expires = _now() + timedelta(seconds=svc.settings.grant_ttl_secs)
         token = svc.tokens.mint(job_id, expires_at=expires)
         try:
             svc.backend.start_build(job, proxy_token=token)
@@ -99,13 +116,17 @@ def start_build(svc: Services, job_id: str) -> StepResult:
 
 
 def check_build(svc: Services, job_id: str) -> StepResult:
-    """Follow the build log (by byte offset) into job progress, then report the build's state."""
+    """Fold the build log (by byte offset) into job progress; once the build has ended, check
+    its report and artifact, free its build slot and start the image build (building ->
+    deploying). Not done while the build still runs."""
     job = svc.jobs.get_job(job_id)
+    if job.status is JobStatus.DEPLOYING:
+        return _start_image(svc, job)  # a retry after the transition: make sure it started
     if job.status is not JobStatus.BUILDING:
         return StepResult.was_canceled()
-    # Poll before reading the log, so no line written before the build exited is missed.
-    status = svc.backend.poll_build(job_id)
-    _follow_stream(svc, job)
+    status = _long_poll(svc, lambda: svc.backend.poll_build(job_id))
+    # Polled before reading the log, so no line written before the build exited is missed.
+    follow_stream(svc, job)
     if status.state is StepState.RUNNING:
         return StepResult(done=False)
     if status.state is StepState.MISSING:
@@ -123,10 +144,49 @@ def check_build(svc: Services, job_id: str) -> StepResult:
         svc.blobs.put_artifact(job_id, artifact)
     has_artifact = artifact is not None or svc.blobs.exists(job_id, ARTIFACT_PATH)
     svc.jobs.update(job_id, lambda j: replace(j, has_artifact=has_artifact))
+    try:
+        job = svc.jobs.transition(
+            job_id,
+            JobStatus.DEPLOYING,
+            reason="build finished",
+            only_from=[JobStatus.BUILDING],
+            phase="image",
+            percent=max(job.percent, 85),
+            stage_label="Building app image",
+        )
+    except IllegalTransition:
+        return StepResult.was_canceled()
+    svc.slots.release(job_id)  # the builder has exited: the next queued job may build now
+    return _start_image(svc, job)
+
+
+def _start_image(svc: Services, job: JobRecord) -> StepResult:
+    try:
+        svc.backend.start_image_build(job)
+    except TerminalBackendError as exc:
+        code = (
+            FailureCode.IMAGE_BUILD_NOT_ALLOWED
+            if exc.code == "TasksOperationsNotAllowed"
+            else FailureCode.PREVIEW_DEPLOY_FAILED
+        )
+        return StepResult.failure(code, str(exc))
     return StepResult()
 
 
-def _follow_stream(svc: Services, job: JobRecord) -> None:
+def _long_poll(svc: Services, poll: Callable[[], StepStatus]) -> StepStatus:
+    """Poll at once, then every ``LONG_POLL_INTERVAL_SECS`` while the step runs, for up to
+    ``check_wait_secs``: one activity call then covers a short wait without a durable timer."""
+    deadline = time.monotonic() + svc.settings.check_wait_secs
+    while True:
+        status = poll()
+        remaining = deadline - time.monotonic()
+        if status.state is not StepState.RUNNING or remaining <= 0:
+            return status
+        time.sleep(min(LONG_POLL_INTERVAL_SECS, remaining))
+
+
+def follow_stream(svc: Services, job: JobRecord) -> None:
+    """Fold the build log written since ``job.log_offset`` into the row (at most once)."""
     offset = job.log_offset
     data = svc.backend.read_stream(job.job_id, offset=offset)
     if not data:
@@ -151,72 +211,39 @@ def stop_build_for_timeout(svc: Services, job_id: str) -> StepResult:
     )
 
 
-def start_image(svc: Services, job_id: str) -> StepResult:
+def check_image(svc: Services, job_id: str) -> StepResult:
+    """Follow the image build; once it is built, deploy the preview (create-or-get)."""
     job = svc.jobs.get_job(job_id)
-    if job.status is JobStatus.BUILDING:
-        try:
-            job = svc.jobs.transition(
-                job_id,
-                JobStatus.DEPLOYING,
-                reason="build finished",
-                only_from=[JobStatus.BUILDING],
-                phase="image",
-                percent=max(job.percent, 85),
-                stage_label="Building app image",
-            )
-        except IllegalTransition:
-            return StepResult.was_canceled()
     if job.status is not JobStatus.DEPLOYING:
         return StepResult.was_canceled()
-    try:
-        svc.backend.start_image_build(job)
-    except TerminalBackendError as exc:
-        code = (
-            FailureCode.IMAGE_BUILD_NOT_ALLOWED
-            if exc.code == "TasksOperationsNotAllowed"
-            else FailureCode.PREVIEW_DEPLOY_FAILED
-        )
-        return StepResult.failure(code, str(exc))
-    return StepResult()
-
-
-def check_image(svc: Services, job_id: str) -> StepResult:
-    if svc.jobs.get_job(job_id).status is not JobStatus.DEPLOYING:
-        return StepResult.was_canceled()
-    status = svc.backend.poll_image_build(job_id)
+    status = _long_poll(svc, lambda: svc.backend.poll_image_build(job_id))
     if status.state is StepState.RUNNING:
         return StepResult(done=False)
     if status.state is not StepState.SUCCEEDED:
         return StepResult.failure(
             status.code or FailureCode.PREVIEW_DEPLOY_FAILED, status.message or "image build failed"
         )
-    return StepResult(data={"image_ref": status.facts["image_ref"]})
-
-
-def start_preview(svc: Services, job_id: str, image_ref: str) -> StepResult:
-    job = svc.jobs.get_job(job_id)
-    if job.status is not JobStatus.DEPLOYING:
-        return StepResult.was_canceled()
+    built = ImageBuilt(image_ref=str(status.facts["image_ref"]))
     _progress(svc, job_id, phase="preview", percent=95, label="Deploying preview")
     try:
-        svc.backend.deploy_preview(job, image_ref=image_ref)
+        svc.backend.deploy_preview(job, image_ref=built.image_ref)
     except TerminalBackendError as exc:
         return StepResult.failure(FailureCode.PREVIEW_DEPLOY_FAILED, str(exc))
-    return StepResult()
+    return StepResult(data=built.to_dict())
 
 
 def check_preview(svc: Services, job_id: str) -> StepResult:
     job = svc.jobs.get_job(job_id)
     if job.status is not JobStatus.DEPLOYING:
         return StepResult.was_canceled()
-    status = svc.backend.poll_preview(job)
+    status = _long_poll(svc, lambda: svc.backend.poll_preview(job))
     if status.state is StepState.RUNNING:
         return StepResult(done=False)
     if status.state is not StepState.SUCCEEDED:
         return StepResult.failure(
             FailureCode.PREVIEW_DEPLOY_FAILED, status.message or "preview did not become healthy"
         )
-    return StepResult(data={"preview_url": status.facts["preview_url"]})
+    return StepResult(data=PreviewHealthy(preview_url=str(status.facts["preview_url"])).to_dict())
 
 
 def finalize_ready(svc: Services, job_id: str, preview_url: str) -> StepResult:

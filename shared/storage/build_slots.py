@@ -1,7 +1,8 @@
 """Exact build slots: ``MAX_CONCURRENT_BUILDS`` lease rows, taken with conditional writes.
 
-A slot is free when it is empty, or its holder is no longer building (the lease heals itself, so
-a lost release costs nothing), or its holder has been stuck in ``queued`` longer than
+A slot is held from the claim until the builder exits: ``release`` frees it at once, and a slot
+whose holder is no longer building is free anyway (the lease heals itself, so a lost release
+costs nothing), or its holder has been stuck in ``queued`` longer than
 ``CLAIM_GRACE`` (it died between winning the slot and moving to ``building``)."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from shared.errors import AlreadyExists, ConcurrencyConflict, NotFound, translat
 
 SLOT_PK = "slot"
 CLAIM_GRACE = timedelta(minutes=2)
-HOLDING = frozenset({JobStatus.BUILDING, JobStatus.DEPLOYING})
+HOLDING = frozenset({JobStatus.BUILDING})
 
 
 class BuildSlots:
@@ -65,6 +66,27 @@ class BuildSlots:
             except (ConcurrencyConflict, NotFound):
                 continue
         return False
+
+    def release(self, job_id: str) -> bool:
+        """Free the slot ``job_id`` holds, if any (ETag-guarded: a slot taken over meanwhile is
+        left alone). True when a slot was freed."""
+        query = "PartitionKey eq @pk and job_id eq @job"
+        with translate_azure_errors("find build slot"):
+            rows = list(self.table.query_entities(query, parameters={"pk": SLOT_PK, "job": job_id}))
+        freed = False
+        for row in rows:
+            try:
+                with translate_azure_errors("release build slot"):
+                    self.table.delete_entity(
+                        SLOT_PK,
+                        str(row["RowKey"]),
+                        etag=row.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                freed = True
+            except (ConcurrencyConflict, NotFound):
+                continue
+        return freed
 
     @staticmethod
     def _is_free(

@@ -1,11 +1,13 @@
 """run_job through the SDK's real replay engine (devhost.Driver), activities stubbed.
 
 Every test runs under replay schema V1 and V3; UserWarnings are errors, and the driver turns
-the SDK's "duplicate Task completion" warning for numeric ids into a failure (id drift)."""
+the SDK's "duplicate Task completion" warning for numeric ids into a failure (id drift). Stub
+results are built from the same payload types the real activities return."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,16 +20,36 @@ from devhost.driver import Driver, DriverError
 from orchestrators import run_job
 from orchestrators.state import RunState
 from shared.domain.models import StepResult
+from shared.domain.payloads import (
+    FailRequest,
+    FinalizeRequest,
+    ImageBuilt,
+    JobRef,
+    PhaseLimits,
+    PreviewHealthy,
+)
 
 JOB = "fj_01JTESTTESTTESTTESTTESTTES"
+URL = "https://app.acme.example"
 OK = StepResult().to_dict()
 WAIT = StepResult(done=False).to_dict()
-LIMITS = {
-    "build_timeout_secs": 3600,
-    "image_timeout_secs": 600,
-    "deploy_timeout_secs": 600,
-    "poll_max_secs": 30,
-}
+#: Poll mode (build_check_secs > 0), no long-poll: the shape most tests exercise.
+LIMITS = PhaseLimits(
+    build_timeout_secs=3600,
+    image_timeout_secs=600,
+    deploy_timeout_secs=600,
+    poll_max_secs=30,
+    build_check_secs=30,
+    check_wait_secs=0,
+)
+
+
+def started(limits: PhaseLimits = LIMITS, *, done: bool = True) -> dict[str, Any]:
+    return StepResult(done=done, data=limits.to_dict()).to_dict()
+
+
+IMAGE = StepResult(data=ImageBuilt("img:1").to_dict()).to_dict()
+HEALTHY = StepResult(data=PreviewHealthy(URL).to_dict()).to_dict()
 
 
 class Stubs:
@@ -36,18 +58,13 @@ class Stubs:
         self.calls: list[str] = []
         self.payloads: dict[str, list[Any]] = {}
         self.behaviour: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            names.CLAIM_BUILD_SLOT: lambda p: OK,
-            names.START_BUILD: lambda p: StepResult(data=LIMITS).to_dict(),
+            names.START_BUILD: lambda p: started(),
             names.CHECK_BUILD: lambda p: OK,
             names.STOP_BUILD_FOR_TIMEOUT: lambda p: StepResult.failure(
                 "build_timeout", "build exceeded the 3600s wall-clock timeout"
             ).to_dict(),
-            names.START_IMAGE: lambda p: OK,
-            names.CHECK_IMAGE: lambda p: StepResult(data={"image_ref": "img:1"}).to_dict(),
-            names.START_PREVIEW: lambda p: OK,
-            names.CHECK_PREVIEW: lambda p: StepResult(
-                data={"preview_url": "https://app.acme.example"}
-            ).to_dict(),
+            names.CHECK_IMAGE: lambda p: IMAGE,
+            names.CHECK_PREVIEW: lambda p: HEALTHY,
             names.FINALIZE_READY: lambda p: OK,
             names.FAIL_JOB: lambda p: OK,
             names.COMPENSATE_CANCEL: lambda p: OK,
@@ -88,35 +105,21 @@ def test_happy_path_runs_every_step_in_order(driver: Driver, stubs: Stubs) -> No
     began = driver.now()
     inst = driver.run_to_completion(JOB)
     assert inst.status == "Completed"
-    assert inst.output == {
-        "job_id": JOB,
-        "status": "ready",
-        "preview_url": "https://app.acme.example",
-    }
+    assert inst.output == {"job_id": JOB, "status": "ready", "preview_url": URL}
     assert stubs.calls == [
-        names.CLAIM_BUILD_SLOT,
         names.START_BUILD,
         *[names.CHECK_BUILD] * 4,
-        names.START_IMAGE,
         names.CHECK_IMAGE,
-        names.START_PREVIEW,
         names.CHECK_PREVIEW,
         names.FINALIZE_READY,
     ]
-    # Three waits with backoff 3 s, 4 s, 6 s on durable timers (no busy loop).
-    assert driver.now() - began == timedelta(seconds=3 + 4 + 6)
+    # Four waits with backoff 3 s, 4 s, 6 s, 10 s on durable timers (no busy loop).
+    assert driver.now() - began == timedelta(seconds=3 + 4 + 6 + 10)
     phases = [s["phase"] for s in inst.custom_status_log]
     assert phases[0] == "slot" and phases[-1] == "ready"
-    assert {
-        "build",
-        "build_wait",
-        "image",
-        "image_wait",
-        "preview",
-        "preview_wait",
-        "finalize",
-    } <= set(phases)
-    assert stubs.payloads[names.START_PREVIEW] == [{"job_id": JOB, "image_ref": "img:1"}]
+    assert {"build_wait", "image_wait", "preview_wait", "finalize"} <= set(phases)
+    assert stubs.payloads[names.START_BUILD] == [JobRef(JOB).to_dict()]
+    assert stubs.payloads[names.FINALIZE_READY] == [FinalizeRequest(JOB, URL).to_dict()]
 
 
 def test_transient_failures_are_retried_with_durable_retry_timers(
@@ -152,9 +155,9 @@ def test_exhausted_retries_fail_the_job_with_internal_error(driver: Driver, stub
     assert inst.output == {"job_id": JOB, "status": "failed", "code": "internal_error"}
     attempts = [a for n, _, a in inst.activity_calls if n == names.START_BUILD]
     assert attempts == [1, 2, 3, 4, 5]
-    (failure,) = stubs.payloads[names.FAIL_JOB]
-    assert failure["code"] == "internal_error" and "start_build" in failure["message"]
-    assert "storage down" in failure["message"]
+    (failure,) = [FailRequest.from_dict(p) for p in stubs.payloads[names.FAIL_JOB]]
+    assert failure.code == "internal_error" and "start_build" in failure.message
+    assert "storage down" in failure.message
 
 
 def test_expected_failures_are_values_not_retries(driver: Driver, stubs: Stubs) -> None:
@@ -165,12 +168,13 @@ def test_expected_failures_are_values_not_retries(driver: Driver, stubs: Stubs) 
     inst = driver.run_to_completion(JOB)
     assert inst.output["code"] == "build_crashed"
     assert stubs.calls.count(names.CHECK_BUILD) == 1
-    assert stubs.payloads[names.FAIL_JOB][0]["message"] == "no terminal report in the build stream"
-    assert names.START_IMAGE not in stubs.calls
+    failure = FailRequest.from_dict(stubs.payloads[names.FAIL_JOB][0])
+    assert failure.message == "no terminal report in the build stream"
+    assert names.CHECK_IMAGE not in stubs.calls
 
 
 def test_a_canceled_row_seen_by_an_activity_compensates(driver: Driver, stubs: Stubs) -> None:
-    stubs.behaviour[names.START_IMAGE] = lambda p: StepResult.was_canceled().to_dict()
+    stubs.behaviour[names.CHECK_IMAGE] = lambda p: StepResult.was_canceled().to_dict()
     start(driver)
     inst = driver.run_to_completion(JOB)
     assert inst.output == {"job_id": JOB, "status": "canceled"}
@@ -195,7 +199,7 @@ def test_cancel_raised_before_the_orchestrator_waits_for_it_is_not_lost(
     driver: Driver, stubs: Stubs
 ) -> None:
     stubs.behaviour[names.CHECK_BUILD] = lambda p: WAIT
-    start(driver)  # claim_build_slot is scheduled but has not run yet
+    start(driver)  # start_build is scheduled but has not run yet
     driver.raise_event(JOB, run_job.CANCEL_EVENT, {"by": "test"})
     inst = driver.run_to_completion(JOB)
     assert inst.output["status"] == "canceled"
@@ -207,9 +211,9 @@ def test_long_builds_continue_as_new_so_history_stays_bounded(schema: int) -> No
         driver = Driver(function_app.app, schema=schema)
         stubs = Stubs(driver)
         stubs.sequence(names.CHECK_BUILD, *[WAIT] * polls, OK)
-        stubs.behaviour[names.START_BUILD] = lambda p: StepResult(
-            data={**LIMITS, "build_timeout_secs": 86_400}
-        ).to_dict()
+        stubs.behaviour[names.START_BUILD] = lambda p: started(
+            replace(LIMITS, build_timeout_secs=86_400)
+        )
         start(driver)
         inst = driver.run_to_completion(JOB)
         assert inst.output["status"] == "ready"
@@ -228,15 +232,13 @@ def test_continue_as_new_keeps_phase_and_deadline(driver: Driver, stubs: Stubs) 
     inst = driver.run_to_completion(JOB, until=lambda i: i.generation >= 1)
     assert inst.input["phase"] == "build_wait"
     assert inst.input["deadline"] is not None
-    assert inst.input["limits"] == LIMITS
+    assert inst.input["limits"] == LIMITS.to_dict()
     assert stubs.calls.count(names.START_BUILD) == 1  # not restarted by the new generation
 
 
 def test_build_timeout_stops_the_build_then_fails(driver: Driver, stubs: Stubs) -> None:
     stubs.behaviour[names.CHECK_BUILD] = lambda p: WAIT
-    stubs.behaviour[names.START_BUILD] = lambda p: StepResult(
-        data={**LIMITS, "build_timeout_secs": 120}
-    ).to_dict()
+    stubs.behaviour[names.START_BUILD] = lambda p: started(replace(LIMITS, build_timeout_secs=120))
     start(driver)
     began = driver.now()
     inst = driver.run_to_completion(JOB)
@@ -246,15 +248,26 @@ def test_build_timeout_stops_the_build_then_fails(driver: Driver, stubs: Stubs) 
 
 
 def test_poll_interval_is_capped_by_the_configured_limit(driver: Driver, stubs: Stubs) -> None:
-    stubs.sequence(names.CHECK_BUILD, *[WAIT] * 12, OK)
-    stubs.behaviour[names.START_BUILD] = lambda p: StepResult(
-        data={**LIMITS, "poll_max_secs": 5}
-    ).to_dict()
+    stubs.sequence(names.CHECK_IMAGE, *[WAIT] * 12, IMAGE)
+    stubs.behaviour[names.START_BUILD] = lambda p: started(
+        replace(LIMITS, poll_max_secs=5, build_check_secs=0)
+    )
     start(driver)
+    driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
+    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "test"})
     began = driver.now()
     driver.run_to_completion(JOB)
     # 3, 4, then 5 s for the other ten waits: never the uncapped 6, 10, 15, ...
     assert driver.now() - began == timedelta(seconds=3 + 4 + 10 * 5)
+
+
+def test_build_checks_are_capped_by_build_check_secs(driver: Driver, stubs: Stubs) -> None:
+    stubs.sequence(names.CHECK_BUILD, *[WAIT] * 5, OK)
+    stubs.behaviour[names.START_BUILD] = lambda p: started(replace(LIMITS, build_check_secs=4))
+    start(driver)
+    began = driver.now()
+    driver.run_to_completion(JOB)
+    assert driver.now() - began == timedelta(seconds=3 + 4 * 5)
 
 
 def test_image_timeout_fails_as_preview_deploy_failed(driver: Driver, stubs: Stubs) -> None:
@@ -262,7 +275,7 @@ def test_image_timeout_fails_as_preview_deploy_failed(driver: Driver, stubs: Stu
     start(driver)
     inst = driver.run_to_completion(JOB)
     assert inst.output["code"] == "preview_deploy_failed"
-    assert "time limit" in stubs.payloads[names.FAIL_JOB][0]["message"]
+    assert "time limit" in FailRequest.from_dict(stubs.payloads[names.FAIL_JOB][0]).message
 
 
 def test_bad_input_fails_the_orchestration_loudly(driver: Driver, stubs: Stubs) -> None:
@@ -282,11 +295,7 @@ def test_the_driver_detects_task_id_drift(driver: Driver, stubs: Stubs) -> None:
 
 
 def test_a_cancel_racing_a_successful_finalize_keeps_ready(driver: Driver, stubs: Stubs) -> None:
-    stubs.sequence(
-        names.CHECK_PREVIEW,
-        WAIT,
-        StepResult(data={"preview_url": "https://app.acme.example"}).to_dict(),
-    )
+    stubs.sequence(names.CHECK_PREVIEW, WAIT, HEALTHY)
     start(driver)
     while (driver.instances[JOB].custom_status or {}).get("phase") != "finalize":
         assert driver.step() or driver.jump_to_next_timer()
@@ -295,3 +304,106 @@ def test_a_cancel_racing_a_successful_finalize_keeps_ready(driver: Driver, stubs
     inst = driver.run_to_completion(JOB)
     assert inst.output["status"] == "ready"
     assert names.COMPENSATE_CANCEL not in stubs.calls
+
+
+PUSHED = replace(LIMITS, build_check_secs=0)
+
+
+def test_a_pushed_build_end_wakes_the_run_at_once(driver: Driver, stubs: Stubs) -> None:
+    stubs.behaviour[names.START_BUILD] = lambda p: started(PUSHED)
+    start(driver)
+    driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
+    assert stubs.calls == [names.START_BUILD]
+    assert len(driver.instances[JOB].timers) == 1  # only the deadline, no poll timer
+    began = driver.now()
+    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
+    inst = driver.run_to_completion(JOB)
+    assert inst.output["status"] == "ready"
+    assert driver.now() == began  # no timer was waited for
+    assert stubs.calls.count(names.CHECK_BUILD) == 1
+    assert not inst.timers  # the deadline timer was cancelled
+
+
+def test_a_fifty_minute_build_costs_at_most_forty_history_events(
+    driver: Driver, stubs: Stubs
+) -> None:
+    stubs.behaviour[names.START_BUILD] = lambda p: started(replace(PUSHED, check_wait_secs=20))
+    stubs.sequence(names.CHECK_IMAGE, WAIT, WAIT, IMAGE)  # two long-polls, then built
+    start(driver)
+    driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
+    driver.advance(timedelta(minutes=50))
+    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
+    inst = driver.run_to_completion(JOB)
+    assert inst.output["status"] == "ready"
+    assert inst.total_events <= 40, inst.total_events
+
+
+def test_a_spurious_build_finished_goes_back_to_waiting(driver: Driver, stubs: Stubs) -> None:
+    stubs.behaviour[names.START_BUILD] = lambda p: started(PUSHED)
+    stubs.sequence(names.CHECK_BUILD, WAIT, OK)
+    start(driver)
+    driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
+    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "reconciler"})
+    driver.run_until_idle()
+    assert stubs.calls.count(names.CHECK_BUILD) == 1
+    assert driver.instances[JOB].custom_status["phase"] == "build_wait"
+    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
+    assert driver.run_to_completion(JOB).output["status"] == "ready"
+    assert stubs.calls.count(names.CHECK_BUILD) == 2
+
+
+def test_a_pushed_build_still_times_out_at_its_deadline(driver: Driver, stubs: Stubs) -> None:
+    stubs.behaviour[names.START_BUILD] = lambda p: started(replace(PUSHED, build_timeout_secs=900))
+    stubs.behaviour[names.CHECK_BUILD] = lambda p: WAIT
+    start(driver)
+    began = driver.now()
+    inst = driver.run_to_completion(JOB)
+    assert inst.output["code"] == "build_timeout"
+    assert driver.now() - began == timedelta(seconds=900)
+    assert names.CHECK_BUILD not in stubs.calls  # nothing polled in between
+
+
+def test_a_queued_job_waits_for_a_slot_and_wakes_when_one_is_freed(
+    driver: Driver, stubs: Stubs
+) -> None:
+    stubs.sequence(names.START_BUILD, started(done=False), started(done=False), started())
+    start(driver)
+    driver.run_until_idle()
+    assert stubs.calls == [names.START_BUILD]  # all slots taken: asleep on a backoff timer
+    began = driver.now()
+    driver.raise_event(JOB, run_job.SLOT_FREED_EVENT, {})
+    driver.run_until_idle()
+    assert stubs.calls == [names.START_BUILD] * 2 and driver.now() == began
+    inst = driver.run_to_completion(JOB)  # the fallback timer covers a missed wake-up
+    assert inst.output["status"] == "ready"
+    assert stubs.calls.count(names.START_BUILD) == 3
+
+
+def test_long_polling_checks_are_called_again_without_timers(driver: Driver, stubs: Stubs) -> None:
+    stubs.behaviour[names.START_BUILD] = lambda p: started(replace(PUSHED, check_wait_secs=20))
+    stubs.sequence(names.CHECK_IMAGE, WAIT, WAIT, WAIT, IMAGE)
+    stubs.sequence(names.CHECK_PREVIEW, WAIT, HEALTHY)
+    start(driver)
+    driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
+    began = driver.now()
+    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
+    inst = driver.run_to_completion(JOB)
+    assert inst.output["status"] == "ready"
+    assert driver.now() == began  # the activities waited; the orchestrator slept on no timer
+    assert stubs.calls.count(names.CHECK_IMAGE) == 4 and stubs.calls.count(names.CHECK_PREVIEW) == 2
+
+
+def test_an_activity_result_missing_a_field_fails_loudly(driver: Driver, stubs: Stubs) -> None:
+    incomplete = {k: v for k, v in LIMITS.to_dict().items() if k != "poll_max_secs"}
+    stubs.behaviour[names.START_BUILD] = lambda p: StepResult(data=incomplete).to_dict()
+    start(driver)
+    inst = driver.run_to_completion(JOB)
+    assert inst.status == "Failed"
+    assert "PhaseLimits is missing poll_max_secs" in (inst.error or "")
+
+
+def test_run_state_round_trips_through_continue_as_new_input() -> None:
+    state = RunState(JOB, limits=LIMITS, deadline="2026-01-01T00:00:00+00:00")
+    assert RunState.from_input(state.to_dict()) == state
+    with pytest.raises(ValueError, match="unknown phase"):
+        RunState.from_input({"job_id": JOB, "phase": "build"})

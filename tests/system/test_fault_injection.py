@@ -20,12 +20,9 @@ from tests.conftest import Api, make_settings, submission
 from tests.scripted_backend import REPORT, STREAM, ScriptedBackend
 
 PIPELINE = [
-    names.CLAIM_BUILD_SLOT,
     names.START_BUILD,
     names.CHECK_BUILD,
-    names.START_IMAGE,
     names.CHECK_IMAGE,
-    names.START_PREVIEW,
     names.CHECK_PREVIEW,
     names.FINALIZE_READY,
 ]

@@ -220,8 +220,8 @@ def test_retries_never_start_a_second_execution_or_run(azure, fake, api, driver)
     assert len(fake.executions[build_job_name(job_id)]) == 1
     act_as_builder(fake, job_id)
     driver.run_to_completion(job_id, until=phase("image_wait"))
-    steps.start_image(azure, job_id)
-    steps.start_image(azure, job_id)
+    steps.check_build(azure, job_id)  # the step that starts the image build, run again
+    steps.check_build(azure, job_id)  # the step that starts the image build, run again
     assert len(fake.calls("POST", "/scheduleRun$")) == 1
     assert driver.run_to_completion(job_id).output["status"] == "ready"
 
