@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import azure.durable_functions as df
 
 from activities import names
-from activities._payload import for_job, job_id_of, reply
+from activities._payload import JobFailure, JobRef, StepReply, for_job, job_id_of, reply
 from shared.pipeline import lifecycle
 from shared.services import get_services
 
@@ -16,7 +14,7 @@ bp = df.Blueprint()
 
 @bp.activity_trigger(input_name="payload", activity=names.FAIL_JOB)
 @for_job
-def fail_job(payload: dict[str, Any]) -> dict[str, Any]:
+def fail_job(payload: JobFailure) -> StepReply:
     return reply(
         lifecycle.fail_job(
             get_services(), job_id_of(payload), str(payload["code"]), str(payload["message"])
@@ -26,5 +24,5 @@ def fail_job(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity=names.COMPENSATE_CANCEL)
 @for_job
-def compensate_cancel(payload: dict[str, Any]) -> dict[str, Any]:
+def compensate_cancel(payload: JobRef) -> StepReply:
     return reply(lifecycle.compensate_cancel(get_services(), job_id_of(payload)))
