@@ -35,8 +35,8 @@ def healthz(req: func.HttpRequest) -> func.HttpResponse:
         log.error("healthz: configuration error: %s", exc)
         cause = "the service configuration is invalid (see the log)"
         return _reply([*_unresolved(unresolved_secret_settings()), cause], {})
-    except Exception:  # health must answer even when storage does not
-        log.warning("healthz: storage unavailable on start", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - health must answer even when storage does not
+        log.warning("healthz: storage unavailable on start: %s", exc)
         return _reply([*_unresolved(unresolved_secret_settings()), "storage is unavailable"], {})
     reasons = configuration_problems(svc.settings)
     facts: dict[str, Any] = {
@@ -45,8 +45,8 @@ def healthz(req: func.HttpRequest) -> func.HttpResponse:
     }
     try:
         facts["queue_depth"] = svc.jobs.count([JobStatus.QUEUED])
-    except Exception:  # a stalled or unreachable storage account
-        log.warning("healthz: storage unavailable", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - a stalled or unreachable storage account
+        log.warning("healthz: storage unavailable: %s", exc)
         reasons.append("storage is unavailable")
     return _reply(reasons, facts)
 

@@ -73,6 +73,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+    if not value >= minimum:  # also refuses nan
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from its environment. Names are ``FOUNDRY_SERVICE_*``."""
@@ -83,6 +96,12 @@ class Settings:
     storage_account: str | None = None
     storage_container: str = "foundry-jobs"
     table_prefix: str = "foundry"
+    #: Storage clients: longest TCP/TLS connect, longest silence waiting for bytes, and retries
+    #: (connection errors and throttling only; see shared.clients for why reads are not retried).
+    #: A stalled endpoint thus costs a storage call about ``storage_read_timeout_secs``.
+    storage_connect_timeout_secs: float = 3.0
+    storage_read_timeout_secs: float = 3.0
+    storage_retry_total: int = 2
     max_input_bytes: int = 524_288
     min_ttl_hours: int = 1
     default_ttl_hours: int = 24
@@ -127,6 +146,13 @@ class Settings:
             storage_account=get("AZURE_STORAGE_ACCOUNT") or None,
             storage_container=get("AZURE_STORAGE_CONTAINER", "foundry-jobs"),
             table_prefix=get("TABLE_PREFIX", "foundry"),
+            storage_connect_timeout_secs=_float(
+                env, ENV_PREFIX + "STORAGE_CONNECT_TIMEOUT_SECS", 3.0, minimum=0.1
+            ),
+            storage_read_timeout_secs=_float(
+                env, ENV_PREFIX + "STORAGE_READ_TIMEOUT_SECS", 3.0, minimum=0.1
+            ),
+            storage_retry_total=_int(env, ENV_PREFIX + "STORAGE_RETRY_TOTAL", 2, minimum=0),
             max_input_bytes=_int(env, ENV_PREFIX + "MAX_INPUT_BYTES", 524_288, minimum=1),
             min_ttl_hours=_int(env, ENV_PREFIX + "MIN_TTL_HOURS", 1, minimum=1),
             default_ttl_hours=_int(env, ENV_PREFIX + "DEFAULT_TTL_HOURS", 24, minimum=1),
