@@ -1,17 +1,31 @@
-"""The app as the real Python worker loads it: its own indexing and validation over
-``function_app.py`` (see tests/worker_runtime.py), and the metadata the host then receives:
-names, routes, methods, auth, durable client bindings, the timer schedule."""
+"""The app as the real Python worker loads and runs it: its own indexing and validation over
+``function_app.py`` (see tests/worker_runtime.py), the metadata the host then receives (names,
+routes, methods, auth, durable client bindings, the timer schedule), and triggers that never
+block the worker's event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import logging
 import textwrap
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import function_app
+from devhost.http_host import FunctionHost
+from devhost.indexing import indexed_functions
+from shared.config.settings import get_settings
+from shared.services import use_services
 from tests import worker_runtime
+from tests.conftest import API_KEY, submission
+from tests.slow_relay import SlowRelay
 
 METADATA_FILE = worker_runtime.ROOT / ".cache" / "function-metadata.json"
 EXPECTED_ROUTES = {
@@ -141,3 +155,103 @@ def test_function_names_are_unique(report) -> None:
     assert len(names) == len(set(names)) == len(EXPECTED_ROUTES) + len(ACTIVITIES) + 2
     ids = [f["function_id"] for f in report["functions"]]
     assert len(ids) == len(set(ids))
+
+
+#: Every ``async def`` trigger: the worker runs these on its event loop (sync ones go to its
+#: thread pool), so none may block it. A new async trigger must be added here to be probed.
+ASYNC_TRIGGERS = {"submit_job", "cancel_job", "maintenance"}
+STORAGE_DELAY_SECS = 0.25  # per request chunk: a storage call costs >= 0.25 s
+LOOP_STALL_LIMIT_SECS = 0.15
+
+
+def test_the_async_triggers_are_the_probed_ones() -> None:
+    found = {
+        f.get_function_name()
+        for f in indexed_functions(function_app.app)
+        if inspect.iscoroutinefunction(f.get_user_function())
+    }
+    assert found == ASYNC_TRIGGERS
+
+
+async def _probed(run: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
+    """``run()``'s result and the longest the loop was kept from a 10 ms heartbeat."""
+    loop = asyncio.get_running_loop()
+    worst, done = 0.0, asyncio.Event()
+
+    async def heartbeat() -> None:
+        nonlocal worst
+        while not done.is_set():
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            worst = max(worst, loop.time() - before - 0.01)
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0)
+    try:
+        return await run(), worst
+    finally:
+        done.set()
+        await beat
+
+
+@pytest.fixture
+def slow_storage_env(azurite, tmp_path, monkeypatch) -> Iterator[None]:
+    """The app configured from its environment (as on a cold start) against slow storage."""
+    relays = [
+        SlowRelay(port, STORAGE_DELAY_SECS) for port in (azurite.blob_port, azurite.table_port)
+    ]
+    slow = replace(azurite, blob_port=relays[0].port, table_port=relays[1].port)
+    suffix = uuid.uuid4().hex[:10]
+    for name, value in {
+        "FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING": slow.connection_string,
+        "FOUNDRY_SERVICE_API_KEYS": API_KEY,
+        "FOUNDRY_SERVICE_TABLE_PREFIX": f"t{suffix}",
+        "FOUNDRY_SERVICE_AZURE_STORAGE_CONTAINER": f"jobs-{suffix}",
+        "FOUNDRY_SERVICE_LOCAL_WORK_DIR": str(tmp_path / "work"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        use_services(None)
+        get_settings.cache_clear()
+        for relay in relays:
+            relay.close()
+
+
+def test_no_trigger_blocks_the_event_loop_while_storage_is_slow(
+    slow_storage_env, client, caplog
+) -> None:
+    host = FunctionHost(function_app.app, client)
+    auth = {"Authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+    stalls: dict[str, float] = {}
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        loop.slow_callback_duration = LOOP_STALL_LIMIT_SECS  # debug mode names the culprit
+
+        async def cold(name: str, run: Callable[[], Awaitable[Any]]) -> Any:
+            use_services(None)  # each trigger starts cold: its first call builds the services
+            result, stalls[name] = await _probed(run)
+            return result
+
+        body = json.dumps(submission("slow-storage")).encode()
+        accepted = await cold(
+            "submit_job", lambda: host.request("POST", "/v1/jobs", body=body, headers=auth)
+        )
+        assert accepted.status_code == 202, accepted.get_body()
+        job_id = json.loads(accepted.get_body())["job_id"]
+        canceled = await cold(
+            "cancel_job", lambda: host.request("POST", f"/v1/jobs/{job_id}/cancel", headers=auth)
+        )
+        assert canceled.status_code == 200, canceled.get_body()
+        await cold("maintenance", lambda: host.run_timer("maintenance"))
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        asyncio.run(scenario(), debug=True)
+    assert set(stalls) == ASYNC_TRIGGERS
+    blocked = {name: round(secs, 3) for name, secs in stalls.items()}
+    culprits = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    print("longest event-loop stall per trigger (s):", blocked)
+    assert all(secs < LOOP_STALL_LIMIT_SECS for secs in stalls.values()), (blocked, culprits)
