@@ -7,10 +7,12 @@ from activities import build, cleanup, image, preview
 from api import build_events, jobs_control, jobs_read, jobs_submit, llm_proxy, service
 from orchestrators import run_job
 from shared import log_context, telemetry
+from shared.config import settings
 from timers import maintenance
 
 log_context.install()  # job_id/instance_id on every log line, secrets scrubbed
 telemetry.configure()  # App Insights via OpenTelemetry when a connection string is set
+settings.log_unresolved_secrets()  # one line at start if a Key Vault reference did not resolve
 
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 

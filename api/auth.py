@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.config.settings import is_key_vault_reference
 from shared.errors import ConfigurationError
 
 SCOPES = frozenset({"jobs:read", "jobs:write", "admin"})
@@ -46,7 +47,11 @@ class _Key:
 
 
 def parse_keys(raw: str) -> list[_Key]:
+    """The configured keys. An unresolved Key Vault reference anywhere in ``raw`` means no keys
+    at all (fail closed): that text is public, so it must never become a key."""
     keys: list[_Key] = []
+    if is_key_vault_reference(raw):
+        return keys
     for entry in (part.strip() for part in raw.split(",")):
         if not entry:
             continue

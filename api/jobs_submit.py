@@ -27,7 +27,8 @@ async def submit_job(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     async def run(req: func.HttpRequest, principal: Principal, svc: Services) -> func.HttpResponse:
-        body = parse_submit(req.get_body(), svc.settings)
+        # Validating up to max_input_bytes of JSON is CPU work: keep it off the worker's loop.
+        body = await asyncio.to_thread(parse_submit, req.get_body(), svc.settings)
         if not principal.may_use_owner(body.owner):
             raise ApiError(403, "forbidden", "this key may not submit jobs for that owner")
         if not principal.may_use_org(body.org_slug):

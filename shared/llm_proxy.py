@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from shared.config.settings import secret_setting
 from shared.domain.models import IN_FLIGHT_STATUSES
 from shared.services import Services
 
@@ -68,7 +69,7 @@ class ProxySettings:
             upstream_url=(
                 env.get(P + "ANTHROPIC_BASE_URL", "").strip() or "https://api.anthropic.com"
             ).rstrip("/"),
-            api_key=env.get(P + "ANTHROPIC_API_KEY", "").strip(),
+            api_key=secret_setting(env, P + "ANTHROPIC_API_KEY"),  # a Key Vault ref is no key
             model_prefixes=prefixes or ("claude-",),
             max_body_bytes=num("PROXY_MAX_BODY_BYTES", 4 * 1024 * 1024),
             max_output_tokens=num("PROXY_MAX_OUTPUT_TOKENS", 64_000),

@@ -141,3 +141,14 @@ def submission(app_name: str = "wishful-stickers", **overrides: Any) -> dict[str
     }
     body.update(overrides)
     return body
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show the function metadata the real worker reports to the host (tests/test_function_app.py
+    fills it), so every run's output records what the host would index."""
+    from tests.worker_runtime import SUMMARY
+
+    if SUMMARY:
+        terminalreporter.write_sep("-", "function metadata for the host (real worker indexing)")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import azure.durable_functions as df
 import azure.functions as func
 
@@ -15,4 +17,7 @@ SCHEDULE = "%FOUNDRY_SERVICE_MAINTENANCE_SCHEDULE%"
 @bp.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
 @bp.durable_client_input(client_name="client")
 async def maintenance(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
-    await run_maintenance(get_services(), client)
+    # Async because the durable client is; the worker then runs this on its event loop, so the
+    # blocking part (a cold start builds the services: network calls) goes to a thread.
+    services = await asyncio.to_thread(get_services)
+    await run_maintenance(services, client)

@@ -4,15 +4,60 @@ locally)."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import ConfigurationError
 
+log = logging.getLogger("foundry.settings")
 ENV_PREFIX = "FOUNDRY_SERVICE_"
 BACKENDS = ("local", "azure_container_apps")
+#: Settings that hold secrets. In Azure they are Key Vault references, which App Service resolves
+#: before the process starts; when it cannot (secret not created yet, role assignment not yet
+#: effective, vault outage at restart) the process gets the reference text itself, whose vault
+#: name is derived from the public app name. Such a value must never count as a secret.
+SECRET_SETTINGS = (
+    ENV_PREFIX + "API_KEYS",
+    ENV_PREFIX + "ANTHROPIC_API_KEY",
+    ENV_PREFIX + "STORAGE_CONNECTION_STRING",
+    "AzureWebJobsStorage",
+)
+_KEY_VAULT_REFERENCE = re.compile(r"@\s*microsoft\s*\.\s*keyvault\s*\(", re.IGNORECASE)
+
+
+def is_key_vault_reference(value: str) -> bool:
+    """True when ``value`` contains ``@Microsoft.KeyVault(`` in any case or spacing: anywhere,
+    not only at the start, so a key list with one unresolved entry fails closed as a whole."""
+    return _KEY_VAULT_REFERENCE.search(value) is not None
+
+
+def secret_setting(env: Mapping[str, str], name: str) -> str:
+    """The secret's value (stripped), or ``""`` when unset or an unresolved Key Vault reference:
+    an unresolved reference is "not configured", never a usable secret."""
+    value = env.get(name, "").strip()
+    return "" if is_key_vault_reference(value) else value
+
+
+def unresolved_secret_settings(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Names (never values) of the secret settings still holding a Key Vault reference."""
+    source: Mapping[str, str] = os.environ if env is None else env
+    return tuple(n for n in SECRET_SETTINGS if is_key_vault_reference(source.get(n, "")))
+
+
+def log_unresolved_secrets(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """At start: one error line naming every unresolved secret setting (names only)."""
+    names = unresolved_secret_settings(env)
+    if names:
+        log.error(
+            "unresolved Key Vault references count as not configured (fail closed): %s. "
+            "Create the secrets and grant the app's identity read access, then restart the app.",
+            ", ".join(names),
+        )
+    return names
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -28,6 +73,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+    if not value >= minimum:  # also refuses nan
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from its environment. Names are ``FOUNDRY_SERVICE_*``."""
@@ -38,6 +96,12 @@ class Settings:
     storage_account: str | None = None
     storage_container: str = "foundry-jobs"
     table_prefix: str = "foundry"
+    #: Storage clients: longest TCP/TLS connect, longest silence waiting for bytes, and retries
+    #: (connection errors and throttling only; see shared.clients for why reads are not retried).
+    #: A stalled endpoint thus costs a storage call about ``storage_read_timeout_secs``.
+    storage_connect_timeout_secs: float = 3.0
+    storage_read_timeout_secs: float = 3.0
+    storage_retry_total: int = 2
     max_input_bytes: int = 524_288
     min_ttl_hours: int = 1
     default_ttl_hours: int = 24
@@ -64,6 +128,8 @@ class Settings:
     local_builder_command: str = ""
     local_preview_host: str = "127.0.0.1"
     history_retention_days: int = 30
+    #: Secret settings that held an unresolved Key Vault reference (read as not configured).
+    unresolved_secrets: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,14 +143,23 @@ class Settings:
             raise ConfigurationError(
                 f"{ENV_PREFIX}BUILD_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}"
             )
-        connection = get("STORAGE_CONNECTION_STRING") or env.get("AzureWebJobsStorage", "").strip()
+        connection = secret_setting(env, ENV_PREFIX + "STORAGE_CONNECTION_STRING") or (
+            secret_setting(env, "AzureWebJobsStorage")
+        )
         settings = cls(
-            api_keys=env.get(ENV_PREFIX + "API_KEYS", ""),
+            api_keys=secret_setting(env, ENV_PREFIX + "API_KEYS"),
             build_backend=backend,
             storage_connection_string=connection or None,
             storage_account=get("AZURE_STORAGE_ACCOUNT") or None,
             storage_container=get("AZURE_STORAGE_CONTAINER", "foundry-jobs"),
             table_prefix=get("TABLE_PREFIX", "foundry"),
+            storage_connect_timeout_secs=_float(
+                env, ENV_PREFIX + "STORAGE_CONNECT_TIMEOUT_SECS", 3.0, minimum=0.1
+            ),
+            storage_read_timeout_secs=_float(
+                env, ENV_PREFIX + "STORAGE_READ_TIMEOUT_SECS", 3.0, minimum=0.1
+            ),
+            storage_retry_total=_int(env, ENV_PREFIX + "STORAGE_RETRY_TOTAL", 2, minimum=0),
             max_input_bytes=_int(env, ENV_PREFIX + "MAX_INPUT_BYTES", 524_288, minimum=1),
             min_ttl_hours=_int(env, ENV_PREFIX + "MIN_TTL_HOURS", 1, minimum=1),
             default_ttl_hours=_int(env, ENV_PREFIX + "DEFAULT_TTL_HOURS", 24, minimum=1),
@@ -111,6 +186,7 @@ class Settings:
             local_builder_command=get("LOCAL_BUILDER_COMMAND"),
             local_preview_host=get("LOCAL_PREVIEW_HOST", "127.0.0.1"),
             history_retention_days=_int(env, ENV_PREFIX + "HISTORY_RETENTION_DAYS", 30, minimum=1),
+            unresolved_secrets=unresolved_secret_settings(env),
         )
         settings.validate()
         return settings
