@@ -246,3 +246,22 @@ def test_sweeps_skip_jobs_that_need_nothing_more(api, driver, client, services, 
         )
         == []
     )
+
+
+def test_the_configured_poll_cap_reaches_the_orchestration(api, driver, services, scripted) -> None:
+    """End to end, not stubbed: FOUNDRY_SERVICE_POLL_MAX_SECS travels from settings through the
+    real start_build activity's PhaseLimits into the orchestration's timers."""
+    from dataclasses import replace
+
+    services.settings = replace(services.settings, poll_max_secs=5, check_wait_secs=0)
+    job_id = submit(api)
+    driver.run_to_completion(job_id, until=phase_is("build_wait"))
+    scripted.finish_build(job_id)
+    driver.run_to_completion(job_id, until=phase_is("image_wait"))
+    fired: list[datetime] = []
+    while len(fired) < 8:
+        assert driver.jump_to_next_timer()
+        fired.append(driver.now())
+        driver.run_until_idle()
+    gaps = [(b - a).total_seconds() for a, b in zip(fired, fired[1:], strict=False)]
+    assert gaps == [4.0] + [5.0] * 6, gaps  # 3 s, 4 s, then capped at 5 s (not 6, 10, ...)
