@@ -1,4 +1,6 @@
-// Foundry build service: everything in one resource group (azd: `azd up`).
+// Foundry build service: everything in one resource group (azd: `azd up`). This file only
+// composes the modules in app/, one per concern, in the order a first deploy needs:
+// monitoring, storage, identity, build, keyvault -> rbac -> function.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -10,17 +12,31 @@ param environmentName string
 @description('Azure region for every resource.')
 param location string
 
-@description('Object id of the deploying user; gets data access for troubleshooting.')
+@description('Object id of the deploying principal; gets data access for troubleshooting.')
 param principalId string = ''
 
-@description('The builder image (foundry-builder) that ACA Jobs run, e.g. <acr>.azurecr.io/foundry-builder:1.')
-param builderImage string
+@allowed([ 'User', 'Group', 'ServicePrincipal' ])
+@description('Type of principalId (azd: AZURE_PRINCIPAL_TYPE); ServicePrincipal when CI deploys.')
+param principalType string = 'User'
+
+@description('Builder image for ACA Jobs. Empty on a first deploy: the postprovision hook builds runner/Dockerfile into the new registry and sets it.')
+param builderImage string = ''
 
 @description('Root domain of preview URLs: https://<app>.<org-slug>.<previewDomain>.')
 param previewDomain string = 'foundry.local'
 
 @description('org slug (or *) -> managed environment certificate resource id for preview custom domains.')
 param previewCertificates object = {}
+
+@secure()
+@minLength(1)
+@description('Bearer keys for /v1 (FOUNDRY_SERVICE_API_KEYS), written to Key Vault. azd: FOUNDRY_API_KEYS, or prompted.')
+param foundryApiKeys string
+
+@secure()
+@minLength(1)
+@description('Upstream LLM API key the proxy forwards, written to Key Vault. azd: FOUNDRY_ANTHROPIC_API_KEY, or prompted.')
+param anthropicApiKey string
 
 var tags = { 'azd-env-name': environmentName, workload: 'foundry-build-service' }
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -31,16 +47,56 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   tags: tags
 }
 
-module resources 'app/resources.bicep' = {
-  name: 'foundry-resources'
+module monitoring 'app/monitoring.bicep' = {
+  name: 'foundry-monitoring'
   scope: rg
   params: {
     location: location
     tags: tags
     resourceToken: resourceToken
-    builderImage: builderImage
-    previewDomain: previewDomain
-    previewCertificates: previewCertificates
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'foundry-storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+  }
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'foundry-identity'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+  }
+}
+
+module build 'app/build.bicep' = {
+  name: 'foundry-build'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'foundry-keyvault'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    foundryApiKeys: foundryApiKeys
+    anthropicApiKey: anthropicApiKey
   }
 }
 
@@ -48,21 +104,72 @@ module rbac 'app/rbac.bicep' = {
   name: 'foundry-rbac'
   scope: rg
   params: {
-    hostStorageName: resources.outputs.hostStorageName
-    jobStorageName: resources.outputs.jobStorageName
-    registryName: resources.outputs.registryName
-    keyVaultName: resources.outputs.keyVaultName
-    appInsightsName: resources.outputs.appInsightsName
-    serviceIdentityPrincipalId: resources.outputs.serviceIdentityPrincipalId
-    buildIdentityPrincipalId: resources.outputs.buildIdentityPrincipalId
-    buildIdentityName: resources.outputs.buildIdentityName
+    hostStorageName: storage.outputs.hostStorageName
+    jobStorageName: storage.outputs.jobStorageName
+    registryName: build.outputs.registryName
+    keyVaultName: keyVault.outputs.keyVaultName
+    appInsightsName: monitoring.outputs.appInsightsName
+    serviceIdentityPrincipalId: identity.outputs.principalId
+    buildIdentityPrincipalId: build.outputs.buildIdentityPrincipalId
+    buildIdentityName: build.outputs.buildIdentityName
     principalId: principalId
+    principalType: principalType
   }
 }
 
+module functionApp 'app/function.bicep' = {
+  name: 'foundry-function'
+  scope: rg
+  // The app's first start resolves its Key Vault references and reaches storage as the service
+  // identity, so its role assignments must exist first.
+  dependsOn: [ rbac ]
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    serviceIdentityId: identity.outputs.id
+    serviceIdentityClientId: identity.outputs.clientId
+    hostBlobEndpoint: storage.outputs.hostBlobEndpoint
+    hostQueueEndpoint: storage.outputs.hostQueueEndpoint
+    hostTableEndpoint: storage.outputs.hostTableEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    jobStorageName: storage.outputs.jobStorageName
+    jobContainerName: storage.outputs.jobContainerName
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    keyVaultName: keyVault.outputs.keyVaultName
+    apiKeysSecretName: keyVault.outputs.apiKeysSecretName
+    anthropicKeySecretName: keyVault.outputs.anthropicKeySecretName
+    registryName: build.outputs.registryName
+    acaEnvironmentId: build.outputs.acaEnvironmentId
+    buildIdentityId: build.outputs.buildIdentityId
+    builderImage: builderImage
+    previewDomain: previewDomain
+    previewCertificates: previewCertificates
+  }
+}
+
+// azd writes these to .azure/<env>/.env: `azd env get-values` feeds the postprovision hook and
+// the operator CLI (python -m admin reads the FOUNDRY_SERVICE_* and FOUNDRY_ADMIN_* names).
 output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
-output AZURE_FUNCTION_NAME string = resources.outputs.functionAppName
-output FOUNDRY_SERVICE_URL string = resources.outputs.functionAppUrl
-output AZURE_KEY_VAULT_NAME string = resources.outputs.keyVaultName
-output AZURE_CONTAINER_REGISTRY_NAME string = resources.outputs.registryName
+output AZURE_FUNCTION_NAME string = functionApp.outputs.functionAppName
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.keyVaultName
+output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.keyVaultUri
+output AZURE_CONTAINER_REGISTRY_NAME string = build.outputs.registryName
+output AZURE_CONTAINER_REGISTRY_ENDPOINT string = build.outputs.registryLoginServer
+output AZURE_CONTAINER_APPS_ENVIRONMENT_NAME string = build.outputs.acaEnvironmentName
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
+output FOUNDRY_SERVICE_URL string = functionApp.outputs.functionAppUrl
+output FOUNDRY_ADMIN_APP_URL string = functionApp.outputs.functionAppUrl
+output FOUNDRY_SERVICE_BUILD_BACKEND string = 'azure_container_apps'
+output FOUNDRY_SERVICE_TABLE_PREFIX string = 'foundry'
+output FOUNDRY_SERVICE_AZURE_SUBSCRIPTION_ID string = subscription().subscriptionId
+output FOUNDRY_SERVICE_AZURE_RESOURCE_GROUP string = rg.name
+output FOUNDRY_SERVICE_AZURE_LOCATION string = location
+output FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT string = storage.outputs.jobStorageName
+output FOUNDRY_SERVICE_AZURE_STORAGE_CONTAINER string = storage.outputs.jobContainerName
+output FOUNDRY_SERVICE_AZURE_ACR_NAME string = build.outputs.registryName
+output FOUNDRY_SERVICE_AZURE_ACA_ENVIRONMENT string = build.outputs.acaEnvironmentId
+output FOUNDRY_SERVICE_AZURE_IDENTITY_RESOURCE_ID string = build.outputs.buildIdentityId
+output FOUNDRY_SERVICE_AZURE_BUILDER_IMAGE string = builderImage

@@ -8,7 +8,15 @@ param appInsightsName string
 param serviceIdentityPrincipalId string
 param buildIdentityPrincipalId string
 param buildIdentityName string
+
+@description('Object id of the deploying principal; empty: no troubleshooting access is granted.')
 param principalId string = ''
+
+// ARM refuses an assignment whose principalType differs from the principal's real type
+// (UnmatchedPrincipalType), so a service-principal deploy must say so (AZURE_PRINCIPAL_TYPE).
+@allowed([ 'User', 'Group', 'ServicePrincipal' ])
+@description('Type of principalId: User for an interactive deploy, ServicePrincipal for CI.')
+param principalType string = 'User'
 
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
@@ -103,10 +111,12 @@ resource telemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 // Instead of Contributor on the group: exactly the Container Apps actions the service performs,
 // plus assigning the build identity to the jobs and apps it creates.
+// Custom role names are unique per tenant, and so are their display names: both carry the
+// subscription and the resource group, so two deployments never collide.
 resource orchestratorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
-  name: guid(resourceGroup().id, 'foundry-build-orchestrator')
+  name: guid(subscription().id, resourceGroup().id, 'foundry-build-orchestrator')
   properties: {
-    roleName: 'Foundry build orchestrator (${resourceGroup().name})'
+    roleName: 'Foundry build orchestrator (${subscription().subscriptionId}/${resourceGroup().name})'
     description: 'Create, start, stop and delete ACA jobs and container apps of the Foundry build service.'
     type: 'CustomRole'
     assignableScopes: [ resourceGroup().id ]
@@ -136,7 +146,7 @@ resource orchestrator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// The deploying user may read job state and objects when troubleshooting.
+// The deploying principal may read job state and objects when troubleshooting.
 resource deployerRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in [
   storageBlobDataContributor, storageTableDataContributor
 ]: if (!empty(principalId)) {
@@ -145,7 +155,7 @@ resource deployerRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [f
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
     principalId: principalId
-    principalType: 'User'
+    principalType: principalType
   }
 }]
 

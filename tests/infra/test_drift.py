@@ -12,7 +12,7 @@ from shared.config.settings import Settings
 from shared.llm_proxy import ProxySettings
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_BICEP = ROOT / "infra" / "app" / "resources.bicep"
+APP_BICEP = ROOT / "infra" / "app" / "function.bicep"  # the Function App and its app settings
 #: Read by the code, deliberately not deployed: local backend, emulator and test overrides.
 DEV_ONLY = {
     "FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING",
@@ -90,8 +90,10 @@ def test_secrets_come_from_key_vault_references() -> None:
     for name in ("FOUNDRY_SERVICE_API_KEYS", "FOUNDRY_SERVICE_ANTHROPIC_API_KEY"):
         line = next(line for line in text.splitlines() if line.strip().startswith(name + ":"))
         assert "@Microsoft.KeyVault(" in line or "kvRef" in line, line
-    assert "listKeys" not in text.replace("logs.listKeys()", "")  # no storage account keys
-    assert "allowSharedKeyAccess: false" in text
+    every_file = "\n".join(p.read_text() for p in sorted((ROOT / "infra").rglob("*.bicep")))
+    assert "listKeys" not in every_file.replace("logs.listKeys()", "")  # no storage account keys
+    storage = (ROOT / "infra" / "app" / "storage.bicep").read_text()
+    assert storage.count("allowSharedKeyAccess: false") == 2  # host and job accounts
 
 
 def bicep_syntax_errors(source: bytes) -> list[str]:
@@ -112,7 +114,16 @@ def bicep_syntax_errors(source: bytes) -> list[str]:
 
 def test_every_bicep_file_parses() -> None:
     files = sorted((ROOT / "infra").rglob("*.bicep"))
-    assert len(files) == 3
+    assert {p.relative_to(ROOT / "infra").as_posix() for p in files} == {
+        "main.bicep",
+        "app/build.bicep",
+        "app/function.bicep",
+        "app/identity.bicep",
+        "app/keyvault.bicep",
+        "app/monitoring.bicep",
+        "app/rbac.bicep",
+        "app/storage.bicep",
+    }
     for path in files:
         assert bicep_syntax_errors(path.read_bytes()) == [], path
 
