@@ -16,7 +16,7 @@ param location string
 param principalId string = ''
 
 @allowed([ 'User', 'Group', 'ServicePrincipal' ])
-@description('Type of principalId (azd: AZURE_PRINCIPAL_TYPE); ServicePrincipal when CI deploys.')
+@description('Type of principalId. azd >= 1.17.1 sets AZURE_PRINCIPAL_TYPE from its login (ServicePrincipal for azd auth login --client-id).')
 param principalType string = 'User'
 
 @description('Builder image for ACA Jobs. Empty on a first deploy: the postprovision hook builds runner/Dockerfile into the new registry and sets it.')

@@ -25,7 +25,7 @@ param registryName string
 param acaEnvironmentId string
 param buildIdentityId string
 
-@description('Builder image reference; empty until the postprovision hook has built it (builds are refused as misconfigured meanwhile).')
+@description('Builder image reference; empty until the postprovision hook has built it (the Azure backend reports it missing, and the API answers 503 misconfigured, meanwhile).')
 param builderImage string
 param previewDomain string
 param previewCertificates object

@@ -13,7 +13,7 @@ param buildIdentityName string
 param principalId string = ''
 
 // ARM refuses an assignment whose principalType differs from the principal's real type
-// (UnmatchedPrincipalType), so a service-principal deploy must say so (AZURE_PRINCIPAL_TYPE).
+// (UnmatchedPrincipalType): a service-principal deploy passes ServicePrincipal (main.bicep).
 @allowed([ 'User', 'Group', 'ServicePrincipal' ])
 @description('Type of principalId: User for an interactive deploy, ServicePrincipal for CI.')
 param principalType string = 'User'
