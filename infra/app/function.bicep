@@ -76,7 +76,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
 var kvRef = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName='
 
-// Every setting the code reads (tests/test_infra_drift.py keeps this list and the code in step).
+// Every setting the code reads (tests/infra/test_drift.py keeps this list and the code in step).
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: functionApp
   name: 'appsettings'

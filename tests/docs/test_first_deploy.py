@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.infra import bicep
-from tests.test_infra_drift import names_the_code_reads
+from tests.infra.test_drift import names_the_code_reads
 
 DOCS = {
     name: (bicep.ROOT / "docs" / name).read_text() for name in ("first-deploy.md", "runbook.md")
