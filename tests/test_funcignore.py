@@ -49,6 +49,7 @@ EXCLUDED = (
     "azure.yaml",
     "README.md",
     "local.settings.sample.json",
+    "orchestrators/ruff.toml",  # the determinism lint bans, a dev tool
 )
 #: Paths that may not exist in a checkout but must stay out if they ever do.
 PLACEHOLDERS = (
