@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -263,5 +264,5 @@ def test_the_configured_poll_cap_reaches_the_orchestration(api, driver, services
         assert driver.jump_to_next_timer()
         fired.append(driver.now())
         driver.run_until_idle()
-    gaps = [(b - a).total_seconds() for a, b in zip(fired, fired[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(fired)]
     assert gaps == [4.0] + [5.0] * 6, gaps  # 3 s, 4 s, then capped at 5 s (not 6, 10, ...)
