@@ -36,7 +36,7 @@ from shared.errors import (
     TransientBackendError,
     translate_azure_errors,
 )
-from shared.storage.job_blobs import ARTIFACT_PATH, STREAM_PATH, JobBlobs, job_blob
+from shared.storage.job_blobs import ARTIFACT_PATH, JobBlobs, builder_grant, job_blob
 
 log = logging.getLogger(__name__)
 JOB_TAG = "foundry-job-id"
@@ -45,14 +45,6 @@ IMAGE_MARKER = "backend/image-run.json"
 _RUNNING_EXECUTION = {"Running", "Processing", "Unknown"}
 _FAILED_EXECUTION = {"Failed", "Stopped", "Degraded"}
 _RUNNING_RUN = {"Queued", "Started", "Running"}
-#: Blob permissions of the builder's grant: read inputs, write (append) its own outputs only.
-GRANT = {
-    "spec_md": ("input/SPEC.md", "r"),
-    "tasks_md": ("input/TASKS.md", "r"),
-    "stream_log": (STREAM_PATH, "acw"),
-    "diagnostics": ("diagnostics/diagnostics.tar.gz", "cw"),
-    "source_artifact": (ARTIFACT_PATH, "cw"),
-}
 
 
 def build_job_name(job_id: str) -> str:
@@ -158,8 +150,7 @@ class AzureContainerAppsBackend:
         return bool(self._executions(job_id))
 
     def _grant(self, job_id: str) -> str:
-        urls = self.blobs.signed_urls(job_id, GRANT, ttl_secs=self.settings.grant_ttl_secs)
-        return json.dumps(urls)
+        return builder_grant(self.blobs, job_id, ttl_secs=self.settings.grant_ttl_secs)
 
     def build_job_envelope(self, job: JobRecord, *, proxy_token: str, grant: str) -> dict[str, Any]:
         registry = {"server": self.az.registry_server, "identity": self.az.identity_resource_id}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,23 @@ from shared.errors import AlreadyExists, NotFound, translate_azure_errors
 SPEC_PATH = "input/SPEC.md"
 TASKS_PATH = "input/TASKS.md"
 STREAM_PATH = "logs/stream.jsonl"
+STDERR_PATH = "logs/stderr.log"
 ARTIFACT_PATH = "output/source.tar.gz"
+DIAGNOSTICS_PATH = "diagnostics/diagnostics.tar.gz"
+RESULT_PATH = "output/result.json"
+#: What the build job may touch, ``grant name -> (blob under jobs/<id>/, SAS permissions)``: read
+#: its inputs, append to (and read back) its own logs, create its outputs. The grant names are
+#: the build runner's contract (runner/grant.py); reading the logs and the result marker lets a
+#: restarted runner find what an earlier one did.
+BUILDER_GRANT: dict[str, tuple[str, str]] = {
+    "spec_md": (SPEC_PATH, "r"),
+    "tasks_md": (TASKS_PATH, "r"),
+    "stream_log": (STREAM_PATH, "racw"),
+    "stderr_log": (STDERR_PATH, "racw"),
+    "diagnostics": (DIAGNOSTICS_PATH, "cw"),
+    "source_artifact": (ARTIFACT_PATH, "cw"),
+    "result": (RESULT_PATH, "rcw"),
+}
 
 
 def job_blob(job_id: str, relative: str) -> str:
@@ -157,3 +174,9 @@ class JobBlobs:
                 )
                 urls[key] = f"{self.container.get_blob_client(name).url}?{sas}"
         return urls
+
+
+def builder_grant(blobs: JobBlobs, job_id: str, *, ttl_secs: int) -> str:
+    """The value of the build job's ``FOUNDRY_STORAGE_GRANT``: a JSON object of SAS URLs, one per
+    :data:`BUILDER_GRANT` entry (the format runner/grant.py parses). A secret: never log it."""
+    return json.dumps(blobs.signed_urls(job_id, BUILDER_GRANT, ttl_secs=ttl_secs))

@@ -145,9 +145,18 @@ def test_a_job_runs_end_to_end_on_azure(api, driver, azure, fake) -> None:
     assert env["FOUNDRY_STORAGE_GRANT"]["secretRef"] == "storage-grant"
     assert len(fake.calls("POST", "/start$")) == 1
     grant = grant_of(fake, job_id)
-    assert set(grant) == {"spec_md", "tasks_md", "stream_log", "diagnostics", "source_artifact"}
+    assert set(grant) == {
+        "spec_md",
+        "tasks_md",
+        "stream_log",
+        "stderr_log",
+        "diagnostics",
+        "source_artifact",
+        "result",
+    }
     assert all(f"/jobs/{job_id}/" in url for url in grant.values())
-    assert "sp=r&" in grant["spec_md"] and "sp=acw&" in grant["stream_log"]
+    assert "sp=r&" in grant["spec_md"] and "sp=racw&" in grant["stream_log"]
+    assert "sp=cw&" in grant["source_artifact"] and "sp=rcw&" in grant["result"]
     # The builder appends to the log; progress moves while the build still runs.
     act_as_builder(fake, job_id)
     fake.set_execution_status(build_job_name(job_id), "Running")
