@@ -1,0 +1,209 @@
+"""The runner end to end, as the build container runs it (``python -m runner``), against Azurite
+with a grant signed by the service's own code and a real builder child process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from runner.append_log import MAX_BLOCK_BYTES
+from shared.build_context import prepare_build_context
+from shared.job_blobs import ARTIFACT_PATH, DIAGNOSTICS_PATH, STREAM_PATH
+from shared.models import JobRecord
+from shared.stream_progress import apply_stream_lines
+from tests.runner.harness import (
+    AppendRecorder,
+    Job,
+    example_builder,
+    fake_builder,
+    make_job,
+    run_in_process,
+    tar_members,
+)
+
+
+def test_a_build_streams_its_events_and_uploads_everything(job: Job) -> None:
+    code, console = job.run(example_builder())
+    assert code == 0, console
+    # The stream blob holds exactly what the builder printed, in order, once.
+    local = (job.workspace / "logs" / "stream.jsonl").read_bytes()
+    stream = job.stream()
+    assert stream == local
+    events = [json.loads(line) for line in stream.splitlines()]
+    assert events[0]["event"] == "stage_started"
+    assert events[-1]["schema_version"] == 3
+    # ...and the service folds it into progress as it would on Azure.
+    record = JobRecord(
+        job_id=job.job_id, app_name="a", owner="o", request_hash="h",
+        created_at=datetime.now(UTC), ttl_hours=1,
+    )  # fmt: skip
+    folded = apply_stream_lines(record, stream)
+    assert folded.detail["report_received"] is True
+    assert folded.detail["tasks_total"] == 3  # T1, T2 and the preview contract task
+    assert b"[runner] starting the builder" in job.stderr()
+    # The source: the work tree the builder left, inputs included, buildable as an image.
+    source = tar_members(job.blob(ARTIFACT_PATH))
+    assert {"SPEC.md", "TASKS.md", "app/index.html", "app/Dockerfile"} <= set(source)
+    assert b"TPREVIEW.1" in source["TASKS.md"]
+    _, kind = prepare_build_context(job.blob(ARTIFACT_PATH))
+    assert kind == "project"
+    diagnostics = tar_members(job.blob(DIAGNOSTICS_PATH))
+    assert {"logs/stream.jsonl", "logs/stderr.log", "metadata.json"} <= set(diagnostics)
+    assert json.loads(diagnostics["metadata.json"])["job_id"] == job.job_id
+    marker = job.marker()
+    assert marker["reason"] == "exited"
+    assert marker["exit_code"] == 0
+    assert marker["job_id"] == job.job_id
+    assert marker["started_at"] <= marker["builder_started_at"] <= marker["finished_at"]
+    assert marker["uploads"] == {"source_artifact": "uploaded", "diagnostics": "uploaded"}
+    assert marker["logs"]["stream_log"]["uploaded_bytes"] == len(stream)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has exited; it only waits to be collected)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def test_a_lost_append_reply_never_duplicates_a_line(job: Job) -> None:
+    transport = AppendRecorder(lose_replies=frozenset({1, 3, 5}))
+    code, _ = run_in_process(
+        job, example_builder(), transport,
+        FOUNDRY_RUNNER_FLUSH_MS="20", FOUNDRY_EXAMPLE_BUILDER_DELAY="0.15",
+    )  # fmt: skip
+    assert code == 0
+    assert len(transport.append_sizes) >= 6  # each loss was retried, and more followed
+    logs = job.workspace / "logs"
+    assert job.stream() == (logs / "stream.jsonl").read_bytes()
+    assert job.stderr() == (logs / "stderr.log").read_bytes()
+    lines = job.stream().splitlines()
+    assert len(lines) == len(set(lines))  # every event of the example builder is unique
+    reconciled = sum(log["reconciled_appends"] for log in job.marker()["logs"].values())
+    assert reconciled == 3
+
+
+def test_appends_stay_within_four_mib(job: Job) -> None:
+    transport = AppendRecorder()
+    code, _ = run_in_process(job, fake_builder("burst"), transport)
+    assert code == 0
+    local = (job.workspace / "logs" / "stream.jsonl").read_bytes()
+    assert len(local) == 8 * 1024 * 1000 + 5 * 1024 * 1024
+    # The unterminated last line is closed so that readers taking whole lines see it.
+    assert job.stream() == local + b"\n"
+    assert max(transport.append_sizes) <= MAX_BLOCK_BYTES
+    props = job.blobs.container.get_blob_client(f"jobs/{job.job_id}/{STREAM_PATH}")
+    assert (props.get_blob_properties().append_blob_committed_block_count or 0) >= 4
+
+
+def test_a_failing_builder_is_recorded_as_such(job_blobs, tmp_path: Path) -> None:
+    job = make_job(
+        job_blobs,
+        tmp_path / "ws",
+        spec_md="# x\n<!-- foundry:crash -->\n",
+        tasks_md="- [ ] T1: a\n",
+    )
+    code, console = job.run(example_builder())
+    assert code == 3, console
+    marker = job.marker()
+    assert (marker["reason"], marker["exit_code"], marker["signal"]) == ("exited", 3, None)
+    assert b"crash requested" in job.stderr()
+    assert marker["uploads"]["diagnostics"] == "uploaded"
+
+
+def test_sigterm_stops_the_whole_tree_and_still_reports(job: Job) -> None:
+    runner = job.start(fake_builder("tree"))
+    pids_file = job.workspace / "work" / "pids.txt"
+    wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 3)
+    wait_for(lambda: b"tick" in job.stream())  # live: lines arrive while the builder runs
+    pids = [int(p) for p in pids_file.read_text().split()]
+    assert all(running(pid) for pid in pids)
+    runner.send_signal(signal.SIGTERM)
+    out, _ = runner.communicate(timeout=30)
+    assert runner.returncode == 143, out.decode()
+    # The builder, its TERM-ignoring child (killed after the grace) and its detached daemon.
+    assert [pid for pid in pids if running(pid)] == []
+    marker = job.marker()
+    assert marker["reason"] == "terminated"
+    assert marker["exit_code"] == 0  # the builder's own SIGTERM handler exited cleanly
+    assert b"builder got SIGTERM" in job.stream()
+    assert marker["uploads"]["source_artifact"] == "uploaded"
+
+
+def test_a_killed_runner_takes_its_builder_along(job: Job) -> None:
+    runner = job.start(fake_builder("sleep"))
+    pid_file = job.workspace / "work" / "builder.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
+    builder = int(pid_file.read_text())
+    runner.kill()
+    runner.communicate(timeout=10)
+    wait_for(lambda: not running(builder), timeout=5)
+
+
+def test_the_runner_timeout_stops_the_builder(job: Job) -> None:
+    code, console = job.run(fake_builder("sleep"), FOUNDRY_RUNNER_TIMEOUT_SECS="1")
+    assert code == 124, console
+    marker = job.marker()
+    assert marker["reason"] == "timeout"
+    assert marker["signal"] == "SIGTERM"
+    assert b"stage_started" in job.stream()
+
+
+def test_a_builder_that_cannot_start_is_reported(job: Job) -> None:
+    code, console = job.run(["/nonexistent/builder"])
+    assert code == 127, console
+    assert job.marker()["reason"] == "start_failed"
+
+
+def test_nothing_uploaded_contains_the_token_or_a_signature(job: Job) -> None:
+    grant = json.loads(job.grant)
+    signed_url = grant["spec_md"]
+    signature = parse_qs(urlsplit(signed_url).query)["sig"][0]
+    raw_signatures = {
+        part.split("=", 1)[1] for url in grant.values() for part in urlsplit(url).query.split("&")
+        if part.startswith("sig=")
+    }  # fmt: skip
+    code, console = job.run(fake_builder("leak"), LEAK_URL=signed_url)
+    assert code == 0, console
+    secrets = {job.token, signature, *raw_signatures, "ABCDEFGHIJKLMNOPQRSTUVWX"}
+    everything = job.every_blob()
+    assert any(name.endswith("config.env") for name in everything)  # the leaky file was packed
+    for name, data in everything.items():
+        for secret in secrets:
+            assert secret.encode() not in data, f"{name} leaks a secret"
+    assert b"[redacted]" in job.stream() and b"[redacted]" in job.stderr()
+    assert b"grant visible: False" in job.stream()
+    assert secrets.isdisjoint(console.split())  # the runner's own console too
+
+
+def test_a_restarted_runner_does_not_build_twice(job: Job, tmp_path: Path) -> None:
+    assert job.run(example_builder())[0] == 0
+    stream, marker = job.stream(), job.marker()
+    job.workspace = tmp_path / "second-container"
+    code, console = job.run(example_builder())
+    assert code == 0, console
+    assert "already finished" in console
+    assert not (job.workspace / "work" / "SPEC.md").exists()
+    assert (job.stream(), job.marker()) == (stream, marker)
+
+
+def test_a_runner_that_finds_an_earlier_stream_does_not_rebuild(job: Job) -> None:
+    job.blobs.append_log(job.job_id, b'{"event":"stage_started"}\n', at_offset=0)
+    code, console = job.run(example_builder())
+    assert code == 1, console
+    assert job.marker()["reason"] == "interrupted"
+    assert job.stream() == b'{"event":"stage_started"}\n'
+    assert not job.blobs.exists(job.job_id, ARTIFACT_PATH)
