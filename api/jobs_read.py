@@ -12,6 +12,7 @@ from api.edge import handle, load_visible_job
 from api.http import ApiError, json_response, validation_error
 from api.views import SCHEMA_VERSION, job_view
 from shared.domain.models import JobStatus
+from shared.domain.sanitize import scrub_text
 from shared.domain.stream_progress import filter_log_lines
 from shared.services import Services
 from shared.storage.job_blobs import ARTIFACT_PATH
@@ -93,7 +94,7 @@ def get_logs(req: func.HttpRequest) -> func.HttpResponse:
             return _log_page(svc, job.job_id, offset, job.status.is_terminal)
         text = svc.blobs.read_log(job.job_id).decode("utf-8", errors="replace")
         return func.HttpResponse(
-            filter_log_lines(text, stage=stage, tail=tail),
+            _scrub_lines(filter_log_lines(text, stage=stage, tail=tail)),
             status_code=200,
             mimetype="text/plain",
             charset="utf-8",
@@ -102,12 +103,19 @@ def get_logs(req: func.HttpRequest) -> func.HttpResponse:
     return handle(req, "jobs:read", run)
 
 
+def _scrub_lines(text: str) -> str:
+    """Secret-shaped text (proxy tokens, SAS signatures, bearer credentials) never leaves the
+    service, whoever wrote the log: the build runner scrubs before it uploads, this is the second
+    line. Line by line, so a redaction never joins two lines."""
+    return "\n".join(scrub_text(line) for line in text.split("\n"))
+
+
 def _log_page(svc: Services, job_id: str, offset: int, finished: bool) -> func.HttpResponse:
     data = svc.blobs.read_log(job_id, offset=offset, max_bytes=LOG_PAGE_BYTES)
     cut = data.rfind(b"\n")
     data = data[: cut + 1] if cut >= 0 else b""
     events = []
-    for line in data.decode("utf-8", errors="replace").splitlines():
+    for line in _scrub_lines(data.decode("utf-8", errors="replace")).splitlines():
         try:
             events.append(json.loads(line))
         except ValueError:
