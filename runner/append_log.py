@@ -40,6 +40,7 @@ class AppendLog:
         self.length = 0
         self.blocks = 0
         self.full = False
+        self.opened = False
         #: Appends whose first reply was lost but whose data turned out to be in the blob.
         self.reconciled = 0
 
@@ -56,6 +57,7 @@ class AppendLog:
             if exc.status_code not in (409, 412):
                 raise
         self._refresh()
+        self.opened = True
 
     def _refresh(self) -> None:
         props = self.client.get_blob_properties()

@@ -146,6 +146,8 @@ class LogFollower:
         if len(data) > self.blob.max_block_bytes:
             raise AssertionError("a scrubbed piece outgrew the append-block limit")
         try:
+            if not self.blob.opened:
+                self.blob.open()  # first contact with storage happens here, retried like appends
             self.blob.append(data)
         except LogFull:
             log.warning("%s: the log blob is full; the rest stays in diagnostics", self.path.name)

@@ -1,10 +1,14 @@
 """One job, start to end: inputs in, builder run and followed, outputs and the marker out.
 
-Order of the end (it matters to readers): the logs are flushed first, then the source artifact
-and the diagnostics archive are uploaded, then the result marker is written last, so a marker
-means "everything this run will ever upload is there". A runner that finds a marker already
-written exits at once with the recorded status; one that finds a non-empty stream but no marker
-(an earlier runner died mid-build) does not run the builder a second time.
+Start: the earlier result marker, the stream's length and the inputs are read with plain HTTP
+(runner/sas_http.py), the builder starts, and only then is the Azure SDK loaded (about a second)
+while the builder already works; its output waits in local files meanwhile.
+
+End (the order matters to readers): the logs are flushed first, then the source artifact and
+the diagnostics archive are uploaded, then the result marker is written last, so a marker means
+"everything this run will ever upload is there". A runner that finds a marker already written
+exits at once with the recorded status; one that finds a non-empty stream but no marker (an
+earlier runner died mid-build) does not run the builder a second time.
 """
 
 from __future__ import annotations
@@ -17,17 +21,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError
-from azure.storage.blob import BlobClient
-
-from runner import RUNNER_SCHEMA_VERSION
-from runner.append_log import AppendLog
+from runner import RUNNER_SCHEMA_VERSION, sas_http
 from runner.archives import pack_diagnostics, pack_source
 from runner.config import RunnerConfig
 from runner.contract import PREVIEW_CONTRACT_TASK
-from runner.follower import LogFollower
 from runner.outcome import (
     EXITED,
     INTERRUPTED,
@@ -40,18 +39,16 @@ from runner.outcome import (
 )
 from runner.proctree import BuilderProcess
 from runner.scrub import Scrubber
-from runner.storage import (
-    BlobClientFactory,
-    create_once,
-    download,
-    read_if_exists,
-    sas_blob_client,
-    upload_file,
-)
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient
+
+    from runner.follower import LogFollower
+    from runner.storage import BlobClientFactory
 
 log = logging.getLogger(__name__)
 TICK_SECS = 0.05
-REAP_EVERY_SECS = 1.0
+REAP_EVERY_SECS = 5.0
 #: How long the end of the run keeps retrying a log flush that storage refuses.
 FINAL_FLUSH_SECS = 15.0
 
@@ -65,7 +62,7 @@ class Runner:
         self,
         config: RunnerConfig,
         *,
-        blob_factory: BlobClientFactory = sas_blob_client,
+        blob_factory: BlobClientFactory | None = None,
         reap_all_children: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -78,6 +75,9 @@ class Runner:
         self.work = self.workspace / "work"
         self.logs = self.workspace / "logs"
         self.output = self.workspace / "output"
+        self.stream_path = (
+            self.work / config.stream_file if config.stream_file else self.logs / "stream.jsonl"
+        )
         self.stop_requested = False
         self.hurry = False
         self.builder: BuilderProcess | None = None
@@ -86,6 +86,7 @@ class Runner:
         self.source_skipped: list[str] = []
         self._clients: dict[str, BlobClient] = {}
         self._stderr_start = 0
+        self.builder_finished_at: str | None = None
 
     # -- signals -----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -96,10 +97,15 @@ class Runner:
 
     # -- helpers -----------------------------------------------------------------------------
     def _client(self, name: str) -> BlobClient | None:
+        """The SDK client for one grant entry (loads the SDK on first use)."""
         url = self.config.grant.url(name)
         if url is None:
             return None
         if name not in self._clients:
+            if self.blob_factory is None:
+                from runner.storage import sas_blob_client
+
+                self.blob_factory = sas_blob_client
             self._clients[name] = self.blob_factory(url)
         return self._clients[name]
 
@@ -130,26 +136,30 @@ class Runner:
         started_at, started = _now(), self.clock()
         for path in (self.work, self.logs, self.output):
             path.mkdir(parents=True, exist_ok=True)
+        stderr_file = self.logs / "stderr.log"
         # A workspace reused by a restarted runner: its old console lines were uploaded already.
-        self._stderr_start = (
-            (self.logs / "stderr.log").stat().st_size if (self.logs / "stderr.log").exists() else 0
-        )
+        self._stderr_start = stderr_file.stat().st_size if stderr_file.exists() else 0
         try:
             existing = self._existing_marker()
-        except AzureError as exc:
+        except sas_http.SasHttpError as exc:
             existing = None
-            self.say(f"could not read an earlier result marker ({type(exc).__name__})")
+            self.say(f"could not read an earlier result marker ({exc})")
         if existing is not None:
             self.say(f"job already finished ({existing.get('reason')}); nothing to do")
             return exit_code_of_marker(existing)
         builder_started: str | None = None
         try:
-            outcome = self._prepare()
+            outcome = self._preflight()
             if outcome is None:
                 builder_started = _now()
-                outcome = self._run_builder()
-        except AzureError as exc:
-            outcome = Outcome(START_FAILED, message=f"storage: {type(exc).__name__}")
+                outcome = self._start_builder()
+                if outcome is not None:
+                    builder_started = None
+            self._open_logs()
+            if outcome is None:
+                outcome = self._follow_builder()
+        except sas_http.SasHttpError as exc:
+            outcome = Outcome(START_FAILED, message=str(exc))
         except Exception as exc:  # whatever broke, the job still gets its marker
             log.exception("runner failure")
             reason = START_FAILED if self.builder is None else RUNNER_ERROR
@@ -157,6 +167,8 @@ class Runner:
         finally:
             if self.builder is not None and self.builder.alive():
                 self.builder.stop(self.config.term_grace_secs, hurry=lambda: self.hurry)
+        if not self.followers:
+            self._open_logs()
         self.say(self._describe(outcome, self.clock() - started))
         self._final_flush()
         if outcome.reason != INTERRUPTED:
@@ -167,8 +179,8 @@ class Runner:
         return outcome.process_exit_code()
 
     def _existing_marker(self) -> dict[str, Any] | None:
-        client = self._client("result")
-        raw = read_if_exists(client) if client is not None else None
+        url = self.config.grant.url("result")
+        raw = sas_http.get(url) if url is not None else None
         if raw is None:
             return None
         try:
@@ -177,64 +189,40 @@ class Runner:
             return None
         return marker if isinstance(marker, dict) else None
 
-    def _prepare(self) -> Outcome | None:
-        """Open the logs and fetch the inputs; an outcome when the builder must not run."""
-        stream_client = self._client("stream_log")
-        assert stream_client is not None  # a required grant entry
-        stream = AppendLog(stream_client, content_type="application/x-ndjson")
-        stream.open()
-        stderr_client = self._client("stderr_log")
-        stderr: AppendLog | None = None
-        if stderr_client is not None:
-            stderr = AppendLog(stderr_client, content_type="text/plain; charset=utf-8")
-            stderr.open()
-        stream_path = (
-            self.work / self.config.stream_file
-            if self.config.stream_file
-            else self.logs / "stream.jsonl"
-        )
-        interval, size = self.config.flush_interval_secs, self.config.flush_bytes
-        self.followers = {
-            "stream_log": LogFollower(
-                stream_path, stream, self.scrubber,
-                flush_interval=interval, flush_bytes=size, clock=self.clock,
-            ),
-            "stderr_log": LogFollower(
-                self.logs / "stderr.log", stderr, self.scrubber,
-                flush_interval=interval, flush_bytes=size, clock=self.clock,
-            ),
-        }  # fmt: skip
-        self.followers["stderr_log"].position = self._stderr_start
-        if stream.length > 0:
+    def _preflight(self) -> Outcome | None:
+        """Before the builder may start: no earlier build's output, no stop yet, the inputs."""
+        stream_url = self.config.grant.url("stream_log")
+        spec_url = self.config.grant.url("spec_md")
+        tasks_url = self.config.grant.url("tasks_md")
+        assert stream_url is not None  # required grant entries (runner/grant.py)
+        assert spec_url is not None
+        assert tasks_url is not None
+        if sas_http.size(stream_url):
             return Outcome(
                 INTERRUPTED,
                 message="the stream already has output from an earlier runner; not rebuilding",
             )
         if self.stop_requested:
             return Outcome(TERMINATED, message="stopped before the builder started")
-        spec = self._client("spec_md")
-        tasks = self._client("tasks_md")
-        assert spec is not None
-        assert tasks is not None
-        (self.work / "SPEC.md").write_bytes(download(spec))
-        (self.work / "TASKS.md").write_bytes(download(tasks) + PREVIEW_CONTRACT_TASK.encode())
+        spec, tasks = sas_http.get(spec_url), sas_http.get(tasks_url)
+        if spec is None or tasks is None:
+            return Outcome(START_FAILED, message="the job's SPEC.md or TASKS.md is missing")
+        (self.work / "SPEC.md").write_bytes(spec)
+        (self.work / "TASKS.md").write_bytes(tasks + PREVIEW_CONTRACT_TASK.encode())
         return None
 
-    def _run_builder(self) -> Outcome:
-        stream_path = self.followers["stream_log"].path
-        stream_path.parent.mkdir(parents=True, exist_ok=True)
+    def _start_builder(self) -> Outcome | None:
+        self.stream_path.parent.mkdir(parents=True, exist_ok=True)
         stderr_fd = os.open(self.logs / "stderr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         # The stream starts empty: the blob has nothing of an earlier attempt (else we would
         # not be here), so neither may the file that feeds it.
-        stdout_fd = (
-            os.dup(stderr_fd)
-            if self.config.stream_file
-            else os.open(stream_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC)
-        )
         if self.config.stream_file:
-            stream_path.unlink(missing_ok=True)
+            self.stream_path.unlink(missing_ok=True)
+            stdout_fd = os.dup(stderr_fd)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+            stdout_fd = os.open(self.stream_path, flags)
         try:
-            self.say(f"starting the builder for job {self.config.job_id}")
             self.builder = BuilderProcess(
                 self.config.builder_command,
                 cwd=self.work,
@@ -248,7 +236,38 @@ class Runner:
         finally:
             os.close(stdout_fd)
             os.close(stderr_fd)
+        self.say(f"builder started for job {self.config.job_id} (pid {self.builder.pid})")
+        return None
+
+    def _open_logs(self) -> None:
+        """The followers of the two logs (loads the SDK; storage is first contacted by their
+        first flush, so a slow or failing store never holds the builder up)."""
+        from runner.append_log import AppendLog
+        from runner.follower import LogFollower
+
+        def follower(path: Path, name: str, content_type: str) -> LogFollower:
+            client = self._client(name)
+            blob = AppendLog(client, content_type=content_type) if client is not None else None
+            return LogFollower(
+                path,
+                blob,
+                self.scrubber,
+                flush_interval=self.config.flush_interval_secs,
+                flush_bytes=self.config.flush_bytes,
+                clock=self.clock,
+            )
+
+        self.followers = {
+            "stream_log": follower(self.stream_path, "stream_log", "application/x-ndjson"),
+            "stderr_log": follower(
+                self.logs / "stderr.log", "stderr_log", "text/plain; charset=utf-8"
+            ),
+        }
+        self.followers["stderr_log"].position = self._stderr_start
+
+    def _follow_builder(self) -> Outcome:
         builder = self.builder
+        assert builder is not None
         deadline = self.clock() + self.config.timeout_secs if self.config.timeout_secs else None
         reason, next_reap = EXITED, 0.0
         while builder.poll() is None:
@@ -267,6 +286,7 @@ class Runner:
             self.say(f"stopping the builder ({reason})")
         # Also after a normal exit: whatever the builder left running is part of the build.
         builder.stop(self.config.term_grace_secs, tick=self._pump, hurry=lambda: self.hurry)
+        self.builder_finished_at = _now()
         return Outcome.from_returncode(reason, builder.returncode)
 
     @staticmethod
@@ -285,9 +305,11 @@ class Runner:
         if client is None:
             self.uploads[name] = "not_granted"
             return
+        from runner.storage import upload_file
+
         try:
             upload_file(client, path, content_type=content_type)
-        except (AzureError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed upload must not cost the marker
             self.uploads[name] = "failed"
             self.say(f"uploading {name} failed ({type(exc).__name__})")
             return
@@ -340,6 +362,7 @@ class Runner:
             **outcome.fields(),
             "started_at": started_at,
             "builder_started_at": builder_started,
+            "builder_finished_at": self.builder_finished_at,
             "finished_at": _now(),
             "duration_secs": round(secs, 3),
             "logs": {
@@ -359,10 +382,12 @@ class Runner:
         client = self._client("result")
         if client is None:
             return
+        from runner.storage import create_once
+
         try:
             if not create_once(client, data, content_type="application/json"):
                 log.warning("a result marker already existed; kept the first one")
-        except AzureError as exc:
+        except Exception as exc:  # noqa: BLE001 - nothing is left to do but say so
             print(
                 f"[runner] writing the result marker failed ({type(exc).__name__})", file=sys.stderr
             )

@@ -44,7 +44,7 @@ def test_a_build_streams_its_events_and_uploads_everything(job: Job) -> None:
     folded = apply_stream_lines(record, stream)
     assert folded.detail["report_received"] is True
     assert folded.detail["tasks_total"] == 3  # T1, T2 and the preview contract task
-    assert b"[runner] starting the builder" in job.stderr()
+    assert b"[runner] builder started" in job.stderr()
     # The source: the work tree the builder left, inputs included, buildable as an image.
     source = tar_members(job.blob(ARTIFACT_PATH))
     assert {"SPEC.md", "TASKS.md", "app/index.html", "app/Dockerfile"} <= set(source)
@@ -58,7 +58,12 @@ def test_a_build_streams_its_events_and_uploads_everything(job: Job) -> None:
     assert marker["reason"] == "exited"
     assert marker["exit_code"] == 0
     assert marker["job_id"] == job.job_id
-    assert marker["started_at"] <= marker["builder_started_at"] <= marker["finished_at"]
+    assert (
+        marker["started_at"]
+        <= marker["builder_started_at"]
+        <= marker["builder_finished_at"]
+        <= marker["finished_at"]
+    )
     assert marker["uploads"] == {"source_artifact": "uploaded", "diagnostics": "uploaded"}
     assert marker["logs"]["stream_log"]["uploaded_bytes"] == len(stream)
 
