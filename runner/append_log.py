@@ -17,8 +17,16 @@ MAX_BLOCKS = 50_000
 _RECONCILE_ATTEMPTS = 3
 
 
-class LogFull(Exception):
-    """The blob holds the maximum number of blocks: nothing more can be appended."""
+class LogUnwritable(Exception):
+    """Nothing more can be appended to this blob, whatever the retries."""
+
+
+class LogFull(LogUnwritable):
+    """The blob holds the maximum number of blocks."""
+
+
+class LogRefused(LogUnwritable):
+    """Storage refuses the grant (expired or revoked SAS: HTTP 403)."""
 
 
 class AppendLog:
@@ -54,6 +62,8 @@ class AppendLog:
         except ResourceExistsError:
             pass
         except HttpResponseError as exc:
+            if exc.status_code == 403:
+                raise LogRefused from None
             if exc.status_code not in (409, 412):
                 raise
         self._refresh()
@@ -86,6 +96,8 @@ class AppendLog:
                 if _error_code(exc) == "BlockCountExceedsLimit":
                     self.full = True
                     raise LogFull from None
+                if exc.status_code == 403:
+                    raise LogRefused from None
                 if exc.status_code != 412:
                     raise
                 if self._landed_earlier(data):

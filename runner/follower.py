@@ -17,7 +17,7 @@ from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
-from runner.append_log import AppendLog, LogFull
+from runner.append_log import AppendLog, LogFull, LogUnwritable
 from runner.scrub import Scrubber, safe_cut
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class LogFollower:
         self.failures = 0
         self.dropped_bytes = 0
         self.last_error: str | None = None
+        self.unwritable = False
 
     @property
     def uploaded_bytes(self) -> int:
@@ -100,7 +101,7 @@ class LogFollower:
         now = self.clock()
         if self.waiting_since is None:
             self.waiting_since = now
-        if self.blob is None or self.blob.full:
+        if self.blob is None or self.blob.full or self.unwritable:
             self.dropped_bytes += waiting
             self.position = size
             return
@@ -149,8 +150,14 @@ class LogFollower:
             if not self.blob.opened:
                 self.blob.open()  # first contact with storage happens here, retried like appends
             self.blob.append(data)
-        except LogFull:
-            log.warning("%s: the log blob is full; the rest stays in diagnostics", self.path.name)
+        except LogUnwritable as exc:
+            self.last_error = "full" if isinstance(exc, LogFull) else "refused"
+            log.warning(
+                "%s: the log blob is %s; the rest stays in diagnostics",
+                self.path.name,
+                self.last_error,
+            )
+            self.unwritable = True
             self.dropped_bytes += self._size() - self.position
             self.position = self._size()
             return False

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TICK_SECS = 0.05
 REAP_EVERY_SECS = 5.0
-#: How long the end of the run keeps retrying a log flush that storage refuses.
+#: How long the end of the run keeps retrying log flushes that fail (all of them together).
 FINAL_FLUSH_SECS = 15.0
 
 
@@ -87,6 +87,7 @@ class Runner:
         self._clients: dict[str, BlobClient] = {}
         self._stderr_start = 0
         self.builder_finished_at: str | None = None
+        self._flush_deadline: float | None = None
 
     # -- signals -----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -123,7 +124,10 @@ class Runner:
             follower.pump(final=final)
 
     def _final_flush(self) -> None:
-        deadline = self.clock() + FINAL_FLUSH_SECS
+        """Flush everything, retrying refusals until the end phase's shared deadline."""
+        if self._flush_deadline is None:
+            self._flush_deadline = self.clock() + FINAL_FLUSH_SECS
+        deadline = self._flush_deadline
         while True:
             self._pump(final=True)
             left = [f for f in self.followers.values() if f.pending_bytes > 0]

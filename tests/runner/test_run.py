@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from runner.append_log import MAX_BLOCK_BYTES
 from shared.build_context import prepare_build_context
-from shared.job_blobs import ARTIFACT_PATH, DIAGNOSTICS_PATH, STREAM_PATH
+from shared.job_blobs import ARTIFACT_PATH, DIAGNOSTICS_PATH, STREAM_PATH, builder_grant
 from shared.models import JobRecord
 from shared.stream_progress import apply_stream_lines
 from tests.runner.harness import (
@@ -212,3 +212,21 @@ def test_a_runner_that_finds_an_earlier_stream_does_not_rebuild(job: Job) -> Non
     assert job.marker()["reason"] == "interrupted"
     assert job.stream() == b'{"event":"stage_started"}\n'
     assert not job.blobs.exists(job.job_id, ARTIFACT_PATH)
+
+
+def test_an_expired_grant_fails_before_the_builder_runs(job: Job) -> None:
+    job.grant = builder_grant(job.blobs, job.job_id, ttl_secs=1)
+    time.sleep(2)
+    code, console = job.run(fake_builder("sleep"))
+    assert code == 127, console
+    assert "blob storage: HTTP 403" in console
+    assert "sig=" not in console and "://" not in console
+    assert not (job.workspace / "work" / "builder.pid").exists()
+
+
+def test_a_builder_may_write_its_stream_to_a_file(job: Job) -> None:
+    script = 'echo "human text"; echo \'{"event":"from_file"}\' >> out/stream.jsonl'
+    code, console = job.run(["sh", "-c", script], FOUNDRY_BUILDER_STREAM_FILE="out/stream.jsonl")
+    assert code == 0, console
+    assert job.stream() == b'{"event":"from_file"}\n'
+    assert b"human text" in job.stderr()
