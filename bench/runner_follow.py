@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 
-from shared.ids import new_job_id, new_proxy_token  # noqa: E402
-from shared.job_blobs import JobBlobs, builder_grant  # noqa: E402
+from shared.domain.ids import new_job_id, new_proxy_token  # noqa: E402
+from shared.storage.job_blobs import JobBlobs, builder_grant  # noqa: E402
 from tests.azurite import start_azurite  # noqa: E402
 
 TICKS = 20

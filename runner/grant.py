@@ -1,7 +1,7 @@
 """The storage grant the service hands the build job in ``FOUNDRY_STORAGE_GRANT``.
 
-Format (made by ``shared.job_blobs.builder_grant``): a JSON object mapping a grant name to the
-full SAS URL of one blob under ``jobs/<job id>/`` of the service's container, for example
+Format (made by ``shared.storage.job_blobs.builder_grant``): a JSON object mapping a grant name
+to the full SAS URL of one blob under ``jobs/<job id>/`` of the service's container, e.g.
 ``{"spec_md": "https://<account>.blob.core.windows.net/<container>/jobs/fj_…/input/SPEC.md?…&sig=…"}``.
 Each URL carries its own permissions (``sp``); the runner never holds an account credential.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings
+from shared.config.settings import Settings
 from tests.azurite import Azurite
 from tests.conftest import make_settings, submission
 from tests.runner.harness import EXAMPLE_BUILDER

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from shared.job_blobs import JobBlobs
+from shared.storage.job_blobs import JobBlobs
 from tests.azurite import Azurite
 from tests.runner.harness import Job, make_job
 

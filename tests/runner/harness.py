@@ -20,8 +20,8 @@ from azure.core.pipeline.transport import RequestsTransport
 from runner.config import RunnerConfig
 from runner.run import Runner
 from runner.storage import sas_blob_client
-from shared.ids import new_job_id, new_proxy_token
-from shared.job_blobs import RESULT_PATH, STDERR_PATH, JobBlobs, builder_grant, job_blob
+from shared.domain.ids import new_job_id, new_proxy_token
+from shared.storage.job_blobs import RESULT_PATH, STDERR_PATH, JobBlobs, builder_grant, job_blob
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_BUILDER = ROOT / "examples" / "builder" / "foundry_example_builder.py"

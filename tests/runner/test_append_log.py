@@ -12,7 +12,7 @@ from runner.append_log import AppendLog, LogFull
 from runner.follower import LogFollower
 from runner.scrub import Scrubber
 from runner.storage import sas_blob_client
-from shared.job_blobs import JobBlobs, builder_grant
+from shared.storage.job_blobs import JobBlobs, builder_grant
 from tests.azurite import free_port
 
 

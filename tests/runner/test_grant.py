@@ -10,7 +10,7 @@ import pytest
 
 from runner.config import ConfigError, RunnerConfig
 from runner.grant import OPTIONAL, REQUIRED, GrantError, parse_grant
-from shared.job_blobs import BUILDER_GRANT, JobBlobs, builder_grant
+from shared.storage.job_blobs import BUILDER_GRANT, JobBlobs, builder_grant
 
 
 def test_the_service_grants_every_blob_the_runner_uses(job_blobs: JobBlobs) -> None:

@@ -39,7 +39,7 @@ def test_every_copy_source_exists_and_reaches_the_build_context() -> None:
                     assert not dockerfiles.dockerignored(rel, ignore), f"{rel} is ignored"
     # ...and nothing else is sent (no .venv, no secrets in local.settings.json, no tests).
     for other in (
-        "shared/job_blobs.py",
+        "shared/storage/job_blobs.py",
         ".venv",
         "local.settings.sample.json",
         "tests/conftest.py",

@@ -11,10 +11,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from runner.append_log import MAX_BLOCK_BYTES
-from shared.build_context import prepare_build_context
-from shared.job_blobs import ARTIFACT_PATH, DIAGNOSTICS_PATH, STREAM_PATH, builder_grant
-from shared.models import JobRecord
-from shared.stream_progress import apply_stream_lines
+from shared.backends.build_context import prepare_build_context
+from shared.domain.models import JobRecord
+from shared.domain.stream_progress import apply_stream_lines
+from shared.storage.job_blobs import ARTIFACT_PATH, DIAGNOSTICS_PATH, STREAM_PATH, builder_grant
 from tests.runner.harness import (
     AppendRecorder,
     Job,

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from shared.build_context import BuildContextError, prepare_build_context
+from shared.backends.build_context import BuildContextError, prepare_build_context
 from tests import dockerfiles
 
 
