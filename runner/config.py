@@ -2,9 +2,9 @@
 
 Inputs (see docs/build-job.md): ``FOUNDRY_JOB_ID`` and ``FOUNDRY_STORAGE_GRANT`` (required),
 ``FOUNDRY_BUILDER_COMMAND`` (required: the builder's argv, shell-quoted), the proxy credentials
-the builder uses (``ANTHROPIC_AUTH_TOKEN``, ``ANTHROPIC_BASE_URL``), and optional
-``FOUNDRY_RUNNER_*`` tuning. The builder inherits the environment minus the grant and the
-``FOUNDRY_RUNNER_*`` settings.
+the builder uses (``ANTHROPIC_AUTH_TOKEN``, ``ANTHROPIC_BASE_URL``), where to post notices
+(``FOUNDRY_BUILD_EVENTS_URL``, optional), and optional ``FOUNDRY_RUNNER_*`` tuning. The builder
+inherits the environment minus the grant and the runner's own settings.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ JOB_ID_ENV = "FOUNDRY_JOB_ID"
 GRANT_ENV = "FOUNDRY_STORAGE_GRANT"
 BUILDER_COMMAND_ENV = "FOUNDRY_BUILDER_COMMAND"
 STREAM_FILE_ENV = "FOUNDRY_BUILDER_STREAM_FILE"
+EVENTS_URL_ENV = "FOUNDRY_BUILD_EVENTS_URL"
+TOKEN_ENV = "ANTHROPIC_AUTH_TOKEN"
 RUNNER_ENV_PREFIX = "FOUNDRY_RUNNER_"
 #: Env vars whose values are secrets: scrubbed from everything the runner uploads.
-SECRET_ENVS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")
+SECRET_ENVS = (TOKEN_ENV, "ANTHROPIC_API_KEY")
 #: Never handed to the builder: with the grant it could rewrite its own logs and result.
-WITHHELD_FROM_BUILDER = (GRANT_ENV, BUILDER_COMMAND_ENV, STREAM_FILE_ENV)
+WITHHELD_FROM_BUILDER = (GRANT_ENV, BUILDER_COMMAND_ENV, STREAM_FILE_ENV, EVENTS_URL_ENV)
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -43,6 +45,9 @@ class RunnerConfig:
     secrets: list[str] = field(repr=False)
     #: The builder writes its stream to this file (relative to the work dir) instead of stdout.
     stream_file: str | None = None
+    #: Where the runner posts its notices (the service's build-events route), and the token.
+    events_url: str | None = None
+    token: str | None = field(default=None, repr=False)
     #: Wall-clock limit for the builder, 0 = none (ACA's replica timeout still applies).
     timeout_secs: float = 0.0
     term_grace_secs: float = 10.0
@@ -87,6 +92,8 @@ class RunnerConfig:
             builder_env=builder_env,
             secrets=secrets,
             stream_file=stream_file,
+            events_url=env.get(EVENTS_URL_ENV) or None,
+            token=env.get(TOKEN_ENV) or None,
             timeout_secs=_number(env, "TIMEOUT_SECS", 0.0),
             term_grace_secs=_number(env, "TERM_GRACE_SECS", 10.0),
             flush_interval_secs=_number(env, "FLUSH_MS", 250.0) / 1000,

@@ -27,6 +27,7 @@ from runner import RUNNER_SCHEMA_VERSION, sas_http
 from runner.archives import pack_diagnostics, pack_source
 from runner.config import RunnerConfig
 from runner.contract import PREVIEW_CONTRACT_TASK
+from runner.notices import Notifier
 from runner.outcome import (
     EXITED,
     INTERRUPTED,
@@ -88,6 +89,7 @@ class Runner:
         self._stderr_start = 0
         self.builder_finished_at: str | None = None
         self._flush_deadline: float | None = None
+        self.notifier = Notifier(config.events_url, config.token)
 
     # -- signals -----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -120,8 +122,12 @@ class Runner:
         print(f"[runner] {line}", file=sys.stderr, flush=True)
 
     def _pump(self, *, final: bool = False) -> None:
+        stream = self.followers.get("stream_log")
+        before = stream.uploaded_bytes if stream is not None else 0
         for follower in self.followers.values():
             follower.pump(final=final)
+        if stream is not None and stream.uploaded_bytes > before and not final:
+            self.notifier.progress()
 
     def _final_flush(self) -> None:
         """Flush everything, retrying refusals until the end phase's shared deadline."""
@@ -180,6 +186,8 @@ class Runner:
             self._upload_diagnostics(outcome, started_at, builder_started)
         self._final_flush()
         self._write_marker(outcome, started_at, builder_started, self.clock() - started)
+        if self.notifier.finished():
+            print("[runner] the service was told the build finished", file=sys.stderr)
         return outcome.process_exit_code()
 
     def _existing_marker(self) -> dict[str, Any] | None:

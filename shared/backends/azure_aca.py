@@ -47,6 +47,12 @@ _FAILED_EXECUTION = {"Failed", "Stopped", "Degraded"}
 _RUNNING_RUN = {"Queued", "Started", "Running"}
 
 
+def build_events_url(settings: Settings, job_id: str) -> str:
+    """Where the build runner posts its notices (api/build_events.py): the service is the host
+    of the LLM proxy the builder already reaches."""
+    return f"{settings.proxy_base_url.rstrip('/')}/v1/jobs/{job_id}/build-events"
+
+
 def build_job_name(job_id: str) -> str:
     return azure_name("fb", job_id)
 
@@ -184,6 +190,10 @@ class AzureContainerAppsBackend:
                                 {"name": "ANTHROPIC_AUTH_TOKEN", "secretRef": "proxy-token"},
                                 {"name": "FOUNDRY_JOB_ID", "value": job.job_id},
                                 {"name": "FOUNDRY_STORAGE_GRANT", "secretRef": "storage-grant"},
+                                {
+                                    "name": "FOUNDRY_BUILD_EVENTS_URL",
+                                    "value": build_events_url(self.settings, job.job_id),
+                                },
                             ],
                         }
                     ]

@@ -11,7 +11,9 @@ import shlex
 import subprocess
 import sys
 import tarfile
+import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from azure.core.exceptions import ServiceResponseError
@@ -145,3 +147,47 @@ def run_in_process(
     config = RunnerConfig.from_env(job.env(builder, **extra))
     runner = Runner(config, blob_factory=lambda url: sas_blob_client(url, transport=transport))
     return runner.run(), config
+
+
+class NoticeServer:
+    """A stand-in for the service's build-events route on loopback: records each notice (event,
+    bearer token, whether the result marker already existed) and answers ``status``."""
+
+    def __init__(self, job: Job, status: int = 202) -> None:
+        self.job = job
+        self.status = status
+        self.notices: list[dict[str, object]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.notices.append(
+                    {
+                        "path": self.path,
+                        "event": json.loads(body).get("event"),
+                        "authorization": self.headers.get("Authorization"),
+                        "marker_written": server.job.blobs.exists(server.job.job_id, RESULT_PATH),
+                    }
+                )
+                self.send_response(server.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/jobs/{self.job.job_id}/build-events"
+
+    def events(self) -> list[object]:
+        return [n["event"] for n in self.notices]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from runner.append_log import MAX_BLOCK_BYTES
 from shared.backends.build_context import prepare_build_context
 from shared.domain.models import JobRecord
@@ -18,6 +20,7 @@ from shared.storage.job_blobs import ARTIFACT_PATH, DIAGNOSTICS_PATH, STREAM_PAT
 from tests.runner.harness import (
     AppendRecorder,
     Job,
+    NoticeServer,
     example_builder,
     fake_builder,
     make_job,
@@ -230,3 +233,25 @@ def test_a_builder_may_write_its_stream_to_a_file(job: Job) -> None:
     assert code == 0, console
     assert job.stream() == b'{"event":"from_file"}\n'
     assert b"human text" in job.stderr()
+
+
+@pytest.mark.parametrize("answer", [202, 401])
+def test_the_service_hears_of_progress_and_of_the_end(job: Job, answer: int) -> None:
+    server = NoticeServer(job, status=answer)
+    try:
+        code, console = job.run(
+            example_builder(), FOUNDRY_BUILD_EVENTS_URL=server.url,
+            FOUNDRY_EXAMPLE_BUILDER_DELAY="0.4",
+        )  # fmt: skip
+    finally:
+        server.close()
+    assert code == 0, console  # notices are hints: a refused one fails nothing
+    assert all(n["authorization"] == f"Bearer {job.token}" for n in server.notices)
+    assert all(n["path"] == f"/v1/jobs/{job.job_id}/build-events" for n in server.notices)
+    if answer == 401:
+        assert len(server.notices) == 1  # refused for good: the runner stops asking
+        return
+    events = server.events()
+    assert events[-1] == "finished" and events.count("finished") == 1
+    assert "progress" in events
+    assert server.notices[-1]["marker_written"] is True  # everything was uploaded before
