@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from shared.config.settings import secret_setting
+from shared.domain.json_body import MalformedJson, load_json
 from shared.domain.models import IN_FLIGHT_STATUSES
 from shared.services import Services
 
@@ -118,9 +119,9 @@ class LlmProxy:
             return _deny(503, "proxy_unconfigured", "the LLM credential is not configured")
         if len(body) > self.settings.max_body_bytes:
             return _deny(413, "body_too_large")
-        try:
-            request = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        try:  # the parse guard: nesting, huge numbers, surrogates are refusals, not crashes
+            request = load_json(body)
+        except MalformedJson:
             return _deny(400, "invalid_request", "body is not JSON")
         if not isinstance(request, dict):
             return _deny(400, "invalid_request", "body must be a JSON object")

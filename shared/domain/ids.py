@@ -7,7 +7,9 @@ import re
 
 from ulid import ULID
 
-_JOB_ID = re.compile(r"^fj_[0-9A-HJKMNP-TV-Z]{26}$")
+#: The job id rule as a JSON Schema (ECMA) pattern, for the API document.
+JOB_ID_PATTERN = r"^fj_[0-9A-HJKMNP-TV-Z]{26}$"
+_JOB_ID = re.compile(r"fj_[0-9A-HJKMNP-TV-Z]{26}")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _INVERT = str.maketrans(_CROCKFORD, _CROCKFORD[::-1])
 
@@ -22,7 +24,8 @@ def new_proxy_token() -> str:
 
 
 def is_job_id(value: str) -> bool:
-    return bool(_JOB_ID.match(value))
+    # fullmatch: ``$`` would also match before a trailing newline, which is no part of an id.
+    return _JOB_ID.fullmatch(value) is not None
 
 
 def newest_first_key(job_id: str) -> str:

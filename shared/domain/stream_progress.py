@@ -11,6 +11,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from shared.domain.json_body import MalformedJson, load_json
 from shared.domain.models import JobRecord
 
 BUILD_PERCENT_START = 5
@@ -26,8 +27,8 @@ def apply_stream_lines(record: JobRecord, data: bytes) -> JobRecord:
     cost, tokens_in, tokens_out = record.cost_usd, record.input_tokens, record.output_tokens
     for raw in data.splitlines():
         try:
-            event = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            event = load_json(raw)
+        except MalformedJson:
             continue
         if not isinstance(event, dict):
             continue
@@ -95,8 +96,8 @@ def filter_log_lines(text: str, *, stage: str | None, tail: int | None) -> str:
         kept = []
         for line in lines:
             try:
-                event = json.loads(line)
-            except ValueError:
+                event = load_json(line)
+            except MalformedJson:
                 continue
             if isinstance(event, dict) and event.get("stage") == stage:
                 kept.append(line)
