@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 import azure.functions as func
 
 from api.auth import Authenticator, Principal
-from api.http import ApiError, error_response, not_found, unauthorized
+from api.http import ApiError, ErrorCode, error_response, forbidden, not_found, unauthorized
+from api.routing import MAX_URL_BYTES, url_bytes
 from shared.domain.ids import is_job_id
 from shared.domain.models import JobRecord
 from shared.errors import (
@@ -27,6 +28,7 @@ log = logging.getLogger("foundry.api")
 
 SyncHandler = Callable[[func.HttpRequest, Principal, Services], func.HttpResponse]
 AsyncHandler = Callable[[func.HttpRequest, Principal, Services], Awaitable[func.HttpResponse]]
+PublicHandler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
 @functools.lru_cache(maxsize=4)
@@ -39,11 +41,17 @@ def authorise(req: func.HttpRequest, svc: Services, scope: str) -> Principal:
     if principal is None:
         raise unauthorized()
     if not principal.allows(scope):
-        raise ApiError(403, "forbidden", f"this key lacks the {scope} scope")
+        raise forbidden(f"this key lacks the {scope} scope")
     return principal
 
 
-#: The one table from a domain refusal's code to its HTTP status.
+def check_request_line(req: func.HttpRequest) -> None:
+    """Refuse a URL longer than the host's front end would pass (see ``api.routing``)."""
+    if url_bytes(req.url) > MAX_URL_BYTES:
+        raise ApiError(414, ErrorCode.URI_TOO_LONG, f"the URL is longer than {MAX_URL_BYTES} bytes")
+
+
+#: The one table from a domain refusal's code to its HTTP status (each code is an ``ErrorCode``).
 STATUS_OF: dict[str, int] = {
     "validation_error": 400,
     "payload_too_large": 413,
@@ -60,30 +68,32 @@ def translate(exc: Exception) -> func.HttpResponse:
         return exc.response()
     if isinstance(exc, Refused):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return error_response(STATUS_OF[exc.code], exc.code, str(exc), headers=headers)
+        code = ErrorCode(exc.code)
+        return error_response(STATUS_OF[code], code, str(exc), headers=headers)
     if isinstance(exc, NotFound):
         return not_found().response()
     if isinstance(exc, TransientBackendError):
         log.warning("storage unavailable: %s", exc)
         return error_response(
             503,
-            "unavailable",
+            ErrorCode.UNAVAILABLE,
             "storage is temporarily unavailable; retry",
             headers={"Retry-After": "5"},
         )
     if isinstance(exc, ConfigurationError):
         log.error("configuration error: %s", exc)
-        return error_response(503, "misconfigured", "the service is not configured")
+        return error_response(503, ErrorCode.MISCONFIGURED, "the service is not configured")
     if isinstance(exc, FoundryError):
         log.error("request failed: %s", exc)
     else:
         log.exception("unexpected error")
-    return error_response(500, "internal_error", "internal error")
+    return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error")
 
 
 def handle(req: func.HttpRequest, scope: str, handler: SyncHandler) -> func.HttpResponse:
     with job_context(req.route_params.get("job_id", "-")):
         try:
+            check_request_line(req)
             svc = get_services()
             return handler(req, authorise(req, svc, scope), svc)
         except Exception as exc:  # noqa: BLE001 - the edge turns everything into the envelope
@@ -95,11 +105,21 @@ async def handle_async(
 ) -> func.HttpResponse:
     with job_context(req.route_params.get("job_id", "-")):
         try:
+            check_request_line(req)
             svc = await asyncio.to_thread(get_services)
             principal = authorise(req, svc, scope)
             return await handler(req, principal, svc)
         except Exception as exc:  # noqa: BLE001
             return translate(exc)
+
+
+def handle_public(req: func.HttpRequest, handler: PublicHandler) -> func.HttpResponse:
+    """The edge for unauthenticated routes: the same limits and error translation, no key."""
+    try:
+        check_request_line(req)
+        return handler(req)
+    except Exception as exc:  # noqa: BLE001 - the edge turns everything into the envelope
+        return _translate(exc)
 
 
 def load_visible_job(svc: Services, job_id: str, principal: Principal) -> JobRecord:

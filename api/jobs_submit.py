@@ -10,7 +10,7 @@ import azure.functions as func
 
 from api.auth import Principal
 from api.edge import handle_async
-from api.http import ApiError, json_response
+from api.http import forbidden, json_response
 from api.views import accepted_view, poll_url
 from orchestrators import signals
 from shared.domain.validation import parse_submit
@@ -30,9 +30,9 @@ async def submit_job(
         # Validating up to max_input_bytes of JSON is CPU work: keep it off the worker's loop.
         body = await asyncio.to_thread(parse_submit, req.get_body(), svc.settings)
         if not principal.may_use_owner(body.owner):
-            raise ApiError(403, "forbidden", "this key may not submit jobs for that owner")
+            raise forbidden("this key may not submit jobs for that owner")
         if not principal.may_use_org(body.org_slug):
-            raise ApiError(403, "forbidden", "this key may not submit jobs for that org")
+            raise forbidden("this key may not submit jobs for that org")
         outcome = await asyncio.to_thread(accept_job, svc, body, actor=principal.key_id)
         if outcome.created:
             try:

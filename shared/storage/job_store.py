@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
 from datetime import UTC, datetime
@@ -77,6 +78,9 @@ def entity_to_record(entity: Any) -> JobRecord:
     return record
 
 
+_TOKEN_VALUE = re.compile(r"[!-~]{0,1024}")
+
+
 def encode_cursor(token: Any) -> str | None:
     if not token:
         return None
@@ -89,8 +93,13 @@ def decode_cursor(cursor: str) -> Any:
         token = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("cursor is malformed") from exc
-    if not isinstance(token, dict):
+    # Only the Tables SDK's own shape passes: {"PartitionKey": str, "RowKey": str}, printable
+    # ASCII, so a tampered cursor is refused here rather than by the service later.
+    if not isinstance(token, dict) or not set(token) <= {"PartitionKey", "RowKey"}:
         raise ValueError("cursor is malformed")
+    for value in token.values():
+        if not isinstance(value, str) or not _TOKEN_VALUE.fullmatch(value):
+            raise ValueError("cursor is malformed")
     return token
 
 
