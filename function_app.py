@@ -4,7 +4,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import build, cleanup, image, preview
-from api import build_events, jobs_control, jobs_read, jobs_submit, llm_proxy, service
+from api import build_events, fallback, jobs_control, jobs_read, jobs_submit, llm_proxy, service
 from orchestrators import run_job
 from shared import log_context, telemetry
 from shared.config import settings
@@ -29,5 +29,6 @@ for blueprint in (
     preview.bp,
     cleanup.bp,
     maintenance.bp,
+    fallback.bp,  # the catch-all route; the host tries it last (see api.routing)
 ):
     app.register_functions(blueprint)

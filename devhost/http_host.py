@@ -1,20 +1,43 @@
 """Invokes the app's HTTP and timer functions the way the Functions host would: routes from the
 indexed bindings (``routePrefix`` is empty in host.json), an ``HttpRequest`` built from the wire
-request, and the durable client passed where a ``durableClient`` binding is declared."""
+request, and the durable client passed where a ``durableClient`` binding is declared.
+
+Routing follows the host (see ``api.routing``): function routes are tried in function-name order
+(ordinal, ignoring case), literal segments match ignoring case, a method mismatch falls through to
+the next route, and ``{*name}`` catches the rest of the path. The host's request limits are
+enforced before any function runs: a URL (path and query) over 8000 bytes and a body over the
+host's ``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`` (default 100 MiB). Where the real host would answer
+those, or a path no function matches, with a bare status, this stand-in answers with the service's
+JSON envelope (the app's own catch-all route normally answers unmatched paths first).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
+from api.http import ApiError, ErrorCode
 from devhost.indexing import binding_types, indexed_functions
+
+#: The Linux host's URL limit (Kestrel's 8 KB request line, less room for the method and protocol)
+#: and its default body limit (``ScriptConstants.DefaultMaxRequestBodySize``, overridable with the
+#: same app setting).
+MAX_URL_BYTES = 8000
+DEFAULT_MAX_BODY_BYTES = 104_857_600
+ALL_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "TRACE"})
+
+
+def host_max_body_bytes(environ: dict[str, str] | None = None) -> int:
+    raw = (os.environ if environ is None else environ).get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", "")
+    return int(raw) if raw.isascii() and raw.isdigit() else DEFAULT_MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -31,18 +54,35 @@ class Route:
 def _compile(template: str) -> tuple[re.Pattern[str], int]:
     parts, literals = [], 0
     for segment in template.strip("/").split("/"):
+        catch_all = re.fullmatch(r"\{\*\*?(\w+)\}", segment)
         match = re.fullmatch(r"\{(\w+)(?::[^}]*)?\}", segment)
-        if match:
+        if catch_all:
+            parts.append(f"(?P<{catch_all.group(1)}>.*)")
+        elif match:
             parts.append(f"(?P<{match.group(1)}>[^/]+)")
         else:
             parts.append(re.escape(segment))
             literals += 1
-    return re.compile("^/" + "/".join(parts) + "/?$"), literals
+    return re.compile("/" + "/".join(parts) + "/?", re.IGNORECASE), literals
+
+
+def _host_order(name: str) -> str:
+    """.NET's ``StringComparer.OrdinalIgnoreCase``: compare upper-cased code points."""
+    return name.upper()
 
 
 class FunctionHost:
-    def __init__(self, app: Any, client: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        client: Any,
+        *,
+        max_url_bytes: int = MAX_URL_BYTES,
+        max_body_bytes: int | None = None,
+    ) -> None:
         self.client = client
+        self.max_url_bytes = max_url_bytes
+        self.max_body_bytes = host_max_body_bytes() if max_body_bytes is None else max_body_bytes
         self.routes: list[Route] = []
         self.timers: dict[str, tuple[Any, str | None]] = {}
         for function in indexed_functions(app):
@@ -55,7 +95,11 @@ class FunctionHost:
             if "httpTrigger" in kinds:
                 trigger = next(b for b in function.get_bindings() if b.type == "httpTrigger")
                 pattern, literals = _compile(trigger.route)
-                methods = frozenset(str(getattr(m, "value", m)) for m in trigger.methods)
+                methods = (  # no methods declared: the host accepts every method
+                    frozenset(str(getattr(m, "value", m)).upper() for m in trigger.methods)
+                    if trigger.methods
+                    else ALL_METHODS
+                )
                 self.routes.append(
                     Route(
                         function.get_function_name(),
@@ -69,33 +113,48 @@ class FunctionHost:
                 )
             elif "timerTrigger" in kinds:
                 self.timers[function.get_function_name()] = (call, client_param)
-        self.routes.sort(key=lambda r: -r.literal_segments)
+        self.routes.sort(key=lambda r: _host_order(r.name))
 
-    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | str | None:
-        allowed = False
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | frozenset[str]:
+        """The first route (in the host's order) whose template and method match, else the
+        methods of the routes whose template alone matches (empty: no such path)."""
+        allowed: set[str] = set()
         for route in self.routes:
-            found = route.pattern.match(path)
+            found = route.pattern.fullmatch(path)
             if found is None:
                 continue
             if method.upper() not in route.methods:
-                allowed = True
+                allowed |= route.methods
                 continue
-            return route, found.groupdict()
-        return "method_not_allowed" if allowed else None
+            # Route values arrive decoded, as ASP.NET routing decodes them.
+            return route, {k: unquote(v) for k, v in found.groupdict().items()}
+        return frozenset(allowed)
 
     async def request(
         self, method: str, url: str, *, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> func.HttpResponse:
         parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if len(target.encode()) > self.max_url_bytes:
+            return ApiError(
+                414, ErrorCode.URI_TOO_LONG, f"the URL is longer than {self.max_url_bytes} bytes"
+            ).response()
+        if len(body) > self.max_body_bytes:
+            return self.body_too_large()
         matched = self.match(method, parts.path)
-        if matched is None:
-            return func.HttpResponse("Not Found", status_code=404)
-        if isinstance(matched, str):
-            return func.HttpResponse("Method Not Allowed", status_code=405)
+        if isinstance(matched, frozenset):
+            if not matched:
+                return ApiError(404, ErrorCode.NOT_FOUND, "no such route").response()
+            return ApiError(
+                405,
+                ErrorCode.METHOD_NOT_ALLOWED,
+                f"{method.upper()} is not allowed here",
+                {"Allow": ", ".join(sorted(matched))},
+            ).response()
         route, route_params = matched
         request = func.HttpRequest(
             method=method.upper(),
-            url=f"http://127.0.0.1{parts.path}",
+            url=f"http://127.0.0.1{target}",
             headers={k.lower(): v for k, v in (headers or {}).items()},
             params=dict(parse_qsl(parts.query, keep_blank_values=True)),
             route_params=route_params,
@@ -110,6 +169,13 @@ class FunctionHost:
         else:  # like the host: synchronous functions run on a worker thread, not the event loop
             response = await asyncio.to_thread(route.call, **kwargs)
         return response
+
+    def body_too_large(self) -> func.HttpResponse:
+        return ApiError(
+            413,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"the request body is larger than {self.max_body_bytes} bytes",
+        ).response()
 
     async def run_timer(self, name: str) -> None:
         call, client_param = self.timers[name]

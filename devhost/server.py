@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +31,10 @@ from shared import log_context
 
 log = logging.getLogger("devhost")
 ROOT = Path(__file__).resolve().parents[1]
+#: aiohttp's own parser limits, far above the host's so that an over-long URL or header reaches
+#: ``FunctionHost`` and gets the JSON envelope instead of aiohttp's bare 400. (The real host's
+#: Kestrel refuses request lines over 8 KB and headers over 32 KB itself, with no JSON.)
+PARSER_LIMITS: dict[str, Any] = {"max_line_size": 1024 * 1024, "max_field_size": 1024 * 1024}
 
 
 def _pump(driver: Driver, stop: threading.Event) -> None:
@@ -45,10 +50,14 @@ def _pump(driver: Driver, stop: threading.Event) -> None:
 
 def build_app(host: FunctionHost, client: InProcessDurableClient | None = None) -> web.Application:
     async def dispatch(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        response = await host.request(
-            request.method, str(request.rel_url), body=body, headers=dict(request.headers)
-        )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:  # aiohttp enforces client_max_size while reading
+            response = host.body_too_large()
+        else:
+            response = await host.request(
+                request.method, request.raw_path, body=body, headers=dict(request.headers)
+            )
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
         return web.Response(
             status=response.status_code,
@@ -58,7 +67,7 @@ def build_app(host: FunctionHost, client: InProcessDurableClient | None = None) 
             charset=response.charset or None,
         )
 
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app = web.Application(client_max_size=host.max_body_bytes)
     if client is not None:  # loopback only: the dev server has no system keys
         webhooks.add_routes(app, client)
     app.router.add_route("*", "/{tail:.*}", dispatch)
@@ -83,7 +92,7 @@ async def serve(port: int, maintenance_every: float) -> None:
     stop = threading.Event()
     pump = threading.Thread(target=_pump, args=(driver, stop), daemon=True, name="durable")
     pump.start()
-    runner = web.AppRunner(build_app(host, client))
+    runner = web.AppRunner(build_app(host, client), **PARSER_LIMITS)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     timer = asyncio.create_task(_timer_loop(host, maintenance_every))

@@ -34,6 +34,7 @@ EXPECTED_ROUTES = {
     "get_job": ("v1/jobs/{job_id}", ["GET"]),
     "get_logs": ("v1/jobs/{job_id}/logs", ["GET"]),
     "get_artifact": ("v1/jobs/{job_id}/artifact", ["GET"]),
+    "get_diagnostics": ("v1/jobs/{job_id}/diagnostics", ["GET"]),
     "cancel_job": ("v1/jobs/{job_id}/cancel", ["POST"]),
     "delete_preview": ("v1/jobs/{job_id}/preview", ["DELETE"]),
     "healthz": ("v1/healthz", ["GET"]),
@@ -84,7 +85,8 @@ def test_the_real_worker_accepts_every_function(report) -> None:
     assert report["rejected"] == {}
     assert report["app_error"] is None
     assert [f["name"] for f in report["functions"]] == report["indexed"]
-    assert len(report["indexed"]) == len(EXPECTED_ROUTES) + len(ACTIVITIES) + 2
+    # + run_job, maintenance and the catch-all route
+    assert len(report["indexed"]) == len(EXPECTED_ROUTES) + len(ACTIVITIES) + 3
     for function in report["functions"]:
         assert function["script_file"] == "function_app.py"
         assert function["language"] == "python"
@@ -150,9 +152,27 @@ def test_orchestrator_activities_and_timer_are_registered(functions) -> None:
 
 def test_function_names_are_unique(report) -> None:
     names = [f["name"] for f in report["functions"]]
-    assert len(names) == len(set(names)) == len(EXPECTED_ROUTES) + len(ACTIVITIES) + 2
+    assert len(names) == len(set(names)) == len(EXPECTED_ROUTES) + len(ACTIVITIES) + 3
     ids = [f["function_id"] for f in report["functions"]]
     assert len(ids) == len(set(ids))
+
+
+def test_the_catch_all_route_takes_every_method_and_is_tried_last(functions) -> None:
+    """The host refuses routes starting with admin/runtime, maps a trigger without methods to
+    every method, and tries function routes in name order (OrdinalIgnoreCase)."""
+    trigger = _binding(functions["zz_unmatched_route"], "httpTrigger")
+    assert trigger["route"] == "{*path}" and not trigger.get("methods")
+    assert trigger["authLevel"] == "ANONYMOUS"
+    http_names = [
+        name
+        for name, bindings in functions.items()
+        if any(b["type"] == "httpTrigger" for b in bindings)
+    ]
+    assert max(http_names, key=str.upper) == "zz_unmatched_route"
+    for bindings in functions.values():
+        for binding in bindings:
+            route = (binding.get("route") or "").strip("/").lower()
+            assert not route.startswith(("admin", "runtime")), route
 
 
 #: Every ``async def`` trigger: the worker runs these on its event loop (sync ones go to its

@@ -16,6 +16,7 @@ JOB_ROUTES = [
     ("GET", "/v1/jobs/{id}"),
     ("GET", "/v1/jobs/{id}/logs"),
     ("GET", "/v1/jobs/{id}/artifact"),
+    ("GET", "/v1/jobs/{id}/diagnostics"),
     ("POST", "/v1/jobs/{id}/cancel"),
     ("DELETE", "/v1/jobs/{id}/preview"),
 ]
@@ -123,10 +124,12 @@ def test_submit_returns_202_with_location_and_the_contract_body(api, driver) -> 
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
-        (b"{", "not valid JSON"),
-        (b"[]", "JSON object"),
-        (b'{"app_name": 1}', "wrong type"),
-        (json.dumps({**submission(), "extra": 1}).encode(), "unknown field"),
+        (b"{", "malformed or incomplete request body: not valid JSON"),
+        (b"[]", "malformed or incomplete request body: the body must be a JSON object"),
+        (
+            b'{"app_name": 1}',
+            "malformed or incomplete request body: field 'app_name' has the wrong",
+        ),
         (json.dumps({**submission(), "app_name": "Bad_Name"}).encode(), "app_name must be"),
         (json.dumps({**submission(), "spec_md": ""}).encode(), "spec_md must not be empty"),
     ],
@@ -135,6 +138,15 @@ def test_bad_bodies_get_validation_error_never_500(api, raw: bytes, fragment: st
     status, body, _ = api.call("POST", "/v1/jobs", raw=raw)
     assert_error(status, body, 400, "validation_error")
     assert fragment in body["message"]
+
+
+def test_unknown_body_fields_are_ignored_as_the_original_ignores_them(api, services) -> None:
+    status, body, _ = api.call(
+        "POST", "/v1/jobs", body={**submission(), "complexity": "L", "extra": {"nested": [1]}}
+    )
+    assert status == 202, body
+    job = services.jobs.get_job(body["job_id"])
+    assert (job.app_name, job.owner, job.org_slug) == ("wishful-stickers", "alice", "acme")
 
 
 def test_oversize_markdown_and_bodies(api, services) -> None:
@@ -288,6 +300,54 @@ def test_artifact_redirects_to_a_short_lived_read_only_url(api, driver, scripted
         assert resp.read() == b"\x1f\x8bfake-tarball"
 
 
+def test_diagnostics_redirects_like_the_artifact_once_the_archive_exists(
+    api, services, driver, scripted
+) -> None:
+    _, accepted, _ = submit(api)
+    job_id = accepted["job_id"]
+    status, body, _ = api.call("GET", f"/v1/jobs/{job_id}/diagnostics")
+    assert_error(status, body, 404, "not_found")
+    assert body["message"] == "artifact not found"  # the original's words for both archives
+    driver.run_to_completion(job_id)
+    assert api.call("GET", f"/v1/jobs/{job_id}/diagnostics")[0] == 404  # none uploaded yet
+    # Where the builder's grant lets it upload the archive (the contract's path).
+    services.blobs.container.upload_blob(
+        f"jobs/{job_id}/diagnostics/diagnostics.tar.gz", b"\x1f\x8bdiagnostics"
+    )
+    status, _, headers = api.call("GET", f"/v1/jobs/{job_id}/diagnostics")
+    assert status == 302 and headers["Cache-Control"] == "no-store"
+    location = headers["Location"]
+    assert "/diagnostics/diagnostics.tar.gz?" in location
+    assert "sp=r&" in location and "se=" in location
+    with urllib.request.urlopen(location, timeout=5) as resp:
+        assert resp.read() == b"\x1f\x8bdiagnostics"
+    status, body, _ = api.call("GET", "/v1/jobs/fj_01JNOPENOPENOPENOPENOPENOP/diagnostics")
+    assert_error(status, body, 404, "not_found")
+    assert body["message"] == "job not found"
+
+
+def test_list_returns_up_to_100_newest_jobs_by_default(api, services) -> None:
+    services.settings = services.settings.__class__(
+        **{**services.settings.__dict__, "queue_cap": 200}
+    )
+    ids = [
+        submit(api, app_name=f"app-{i}", idempotency_key=str(i))[1]["job_id"] for i in range(102)
+    ]
+    status, page, _ = api.call("GET", "/v1/jobs")
+    assert status == 200
+    assert [j["job_id"] for j in page["jobs"]] == list(reversed(ids))[:100]
+    assert page["next_cursor"]
+    _, rest, _ = api.call("GET", f"/v1/jobs?cursor={page['next_cursor']}")
+    assert [j["job_id"] for j in rest["jobs"]] == list(reversed(ids))[100:]
+
+
 def test_unknown_routes_and_methods(api) -> None:
     assert api.call("GET", "/v1/nothing")[0] == 404
     assert api.call("PUT", "/v1/jobs")[0] == 405
+    assert_call_error(api.call("GET", "/v1/nothing"), 404, "not_found")
+    status, body, headers = api.call("PUT", "/v1/jobs")
+    assert_error(status, body, 405, "method_not_allowed")
+    assert headers["Allow"] == "GET, POST"
+    status, body, headers = api.call("DELETE", "/v1/jobs/fj_01JNOPENOPENOPENOPENOPENOP/logs")
+    assert_error(status, body, 405, "method_not_allowed")
+    assert headers["Allow"] == "GET"
