@@ -119,7 +119,7 @@ def handle_public(req: func.HttpRequest, handler: PublicHandler) -> func.HttpRes
         check_request_line(req)
         return handler(req)
     except Exception as exc:  # noqa: BLE001 - the edge turns everything into the envelope
-        return _translate(exc)
+        return translate(exc)
 
 
 def load_visible_job(svc: Services, job_id: str, principal: Principal) -> JobRecord:

@@ -137,10 +137,16 @@ class LogPage(_Body):
 
 
 class Health(_Body):
+    """Always sent with 200; a field is absent when it could not be found out."""
+
     status: Literal["ok", "degraded"]
     queue_depth: int | None = None
     workers: int | None = None
     backend: str | None = None
+    reasons: list[str] | None = Field(
+        default=None,
+        description="Why the status is degraded: setting names and causes, never values.",
+    )
 
 
 # -- query parameters --------------------------------------------------------------------------

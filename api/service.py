@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from api.auth import Authenticator
-from api.http import json_response
+from api.edge import handle_public
+from api.http import JSON, json_response
+from api.openapi import openapi_document, served_json
+from api.schemas import Health
 from shared.config.settings import ENV_PREFIX, Settings, unresolved_secret_settings
 from shared.domain.models import JobStatus
 from shared.errors import ConfigurationError
@@ -22,13 +22,17 @@ from shared.services import get_services
 log = logging.getLogger("foundry.api")
 bp = df.Blueprint()
 API_KEYS = ENV_PREFIX + "API_KEYS"
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+__all__ = ["bp", "configuration_problems", "healthz", "openapi", "openapi_document"]
 
 
 @bp.route(route="v1/healthz", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def healthz(req: func.HttpRequest) -> func.HttpResponse:
     """Always ``200`` (the contract): ``ok``, or ``degraded`` with ``reasons``. The route is
     unauthenticated, so reasons name settings and causes, never a setting's value."""
+    return handle_public(req, _health)
+
+
+def _health(req: func.HttpRequest) -> func.HttpResponse:
     try:
         svc = get_services()
     except ConfigurationError as exc:
@@ -68,16 +72,12 @@ def _unresolved(names: Iterable[str]) -> list[str]:
 
 
 def _reply(reasons: list[str], facts: dict[str, Any]) -> func.HttpResponse:
-    if reasons:
-        return json_response(200, {"status": "degraded", "reasons": reasons, **facts})
-    return json_response(200, {"status": "ok", **facts})
-
-
-@functools.lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
-    return dict(json.loads(OPENAPI_PATH.read_text()))
+    health = Health(status="degraded" if reasons else "ok", reasons=reasons or None, **facts)
+    return json_response(200, health.model_dump(exclude_none=True))
 
 
 @bp.route(route="v1/openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(200, openapi_document())
+    return handle_public(
+        req, lambda req: func.HttpResponse(served_json(), status_code=200, mimetype=JSON)
+    )

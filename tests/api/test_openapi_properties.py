@@ -124,6 +124,7 @@ def test_listing_with_arbitrary_query_parameters(api, params: dict[str, str]) ->
             ("get", ""),
             ("get", "/logs"),
             ("get", "/artifact"),
+            ("get", "/diagnostics"),
             ("post", "/cancel"),
             ("delete", "/preview"),
         ]
