@@ -17,8 +17,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from api.edge import translate
-from api.http import ApiError, json_response, unauthorized, validation_error
+from api.edge import check_request_line, translate
+from api.http import ApiError, ErrorCode, json_response, unauthorized, validation_error
 from orchestrators import signals
 from shared.domain.models import JobStatus
 from shared.log_context import job_context
@@ -41,6 +41,7 @@ async def build_event(
     job_id = req.route_params.get("job_id", "")
     with job_context(job_id or "-"):
         try:
+            check_request_line(req)
             event = _parse(req.get_body())
             svc = await asyncio.to_thread(get_services)
             finished = await asyncio.to_thread(_apply, svc, job_id, _bearer(req), event)
@@ -60,7 +61,7 @@ def _bearer(req: func.HttpRequest) -> str:
 
 def _parse(body: bytes) -> str:
     if len(body) > MAX_NOTICE_BYTES:
-        raise ApiError(413, "payload_too_large", "a build notice is a small JSON object")
+        raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, "a build notice is a small JSON object")
     try:
         raw: Any = json.loads(body)
     except (ValueError, RecursionError):

@@ -20,6 +20,8 @@ from api.http import ERROR_CODES
 from api.routing import MAX_URL_BYTES
 from api.schemas import (
     Accepted,
+    BuildNotice,
+    BuildNoticeAccepted,
     ErrorBody,
     Health,
     JobList,
@@ -38,7 +40,9 @@ REF = "#/components/schemas/{model}"
 MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (SubmitRequest, "validation"),
     (MessagesRequest, "validation"),
+    (BuildNotice, "validation"),
     (Accepted, "serialization"),
+    (BuildNoticeAccepted, "serialization"),
     (JobView, "serialization"),
     (JobList, "serialization"),
     (LogPage, "serialization"),
@@ -257,6 +261,23 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/jobs/{job_id}/build-events": {
+            "post": {
+                "operationId": "buildEvent",
+                "summary": "The build runner's notices (progress, finished)",
+                "description": "For build containers only: authenticated with the job's own "
+                "builder token (`Bearer fb_...`), never an API key. Notices are hints: the "
+                "orchestration re-checks the build itself and the reconciler raises a lost "
+                "`finished`, so a forged or repeated notice changes nothing.",
+                "security": [{"proxyToken": []}],
+                "parameters": job,
+                "requestBody": {"required": True, "content": _json(_ref(BuildNotice))},
+                "responses": {
+                    "202": {"description": "Noted.", "content": _json(_ref(BuildNoticeAccepted))},
+                    **_errors(400, 401, 413, 414, 503),
+                },
+            }
+        },
         "/v1/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -366,7 +387,8 @@ def _components() -> dict[str, Any]:
             "proxyToken": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "A per-job builder token (fb_...), only for /v1/messages.",
+                "description": "A per-job builder token (fb_...), only for the builder's routes "
+                "(/v1/messages, /v1/jobs/{job_id}/build-events).",
             },
         },
         "schemas": schemas,

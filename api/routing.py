@@ -37,6 +37,7 @@ ROUTES: dict[str, frozenset[str]] = {
     "v1/jobs/{job_id}/diagnostics": frozenset({"GET"}),
     "v1/jobs/{job_id}/cancel": frozenset({"POST"}),
     "v1/jobs/{job_id}/preview": frozenset({"DELETE"}),
+    "v1/jobs/{job_id}/build-events": frozenset({"POST"}),
     "v1/healthz": frozenset({"GET"}),
     "v1/openapi.json": frozenset({"GET"}),
     "v1/messages": frozenset({"POST"}),

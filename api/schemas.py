@@ -199,6 +199,24 @@ class ProxyError(BaseModel):
     message: str
 
 
+class BuildNotice(BaseModel):
+    """What the build runner tells the service; anything else in the object is ignored."""
+
+    model_config = ConfigDict(
+        extra="ignore", title="BuildNotice", json_schema_extra={"examples": [{"event": "finished"}]}
+    )
+    event: Literal["progress", "finished"] = Field(
+        description="`progress`: fold the log written so far; `finished`: the builder exited "
+        "(frees its build slot and tells the orchestration at once)."
+    )
+
+
+class BuildNoticeAccepted(_Body):
+    schema_version: Literal[1] = 1
+    job_id: str
+    event: Literal["progress", "finished"]
+
+
 class MessagesRequest(BaseModel):
     """An Anthropic Messages API request. The proxy checks ``model`` and ``max_tokens`` and
     forwards the body unchanged, so every other Messages API field passes through."""

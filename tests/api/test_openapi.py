@@ -184,3 +184,15 @@ def test_the_examples_are_valid_requests() -> None:
     assert SubmitRequest.model_validate(example).app_name == example["app_name"]
     messages = DOC["components"]["schemas"]["MessagesRequest"]["examples"][0]
     assert schemas.MessagesRequest.model_validate(messages).max_tokens == messages["max_tokens"]
+
+
+def test_the_build_notice_schema_is_the_routes_own() -> None:
+    from typing import get_args
+
+    from api.build_events import EVENTS, MAX_NOTICE_BYTES
+
+    assert get_args(schemas.BuildNotice.model_fields["event"].annotation) == EVENTS
+    operation = DOC["paths"]["/v1/jobs/{job_id}/build-events"]["post"]
+    assert operation["security"] == [{"proxyToken": []}]
+    assert {"202", "400", "401", "413"} <= set(operation["responses"])
+    assert MAX_NOTICE_BYTES == 4096

@@ -57,7 +57,7 @@ def takes_input(operation) -> bool:
 
 
 def test_every_operation_is_exercised() -> None:
-    assert len(OPERATIONS) == 11
+    assert len(OPERATIONS) == 12
 
 
 def exercise(operation, mode: GenerationMode, base: str) -> int:
@@ -87,7 +87,7 @@ def exercise(operation, mode: GenerationMode, base: str) -> int:
 def test_no_server_errors_and_every_response_as_documented(services, client, mode) -> None:
     started = time.monotonic()
     operations = [op for op in OPERATIONS if mode.is_positive or takes_input(op)]
-    assert len(operations) == (11 if mode.is_positive else 9)
+    assert len(operations) == (12 if mode.is_positive else 10)
     with loopback_server(FunctionHost(function_app.app, client)) as base:
         for operation in operations:
             assert exercise(operation, mode, base) > 0, operation.label
