@@ -241,7 +241,9 @@ def test_the_service_hears_of_progress_and_of_the_end(job: Job, answer: int) -> 
     try:
         code, console = job.run(
             example_builder(), FOUNDRY_BUILD_EVENTS_URL=server.url,
-            FOUNDRY_EXAMPLE_BUILDER_DELAY="0.4",
+            # Seconds per task: long enough that a progress notice is due well before the end
+            # even on a loaded machine (a pending one is dropped once ``finished`` goes).
+            FOUNDRY_EXAMPLE_BUILDER_DELAY="1.5",
         )  # fmt: skip
     finally:
         server.close()
