@@ -68,7 +68,8 @@ def measure_level(http: httpx.Client, level: int) -> dict[str, Any]:
         start = time.perf_counter()
         resp = http.post("/v1/jobs", json=body(tag))
         elapsed = time.perf_counter() - start
-        assert resp.status_code == 202, resp.text
+        if resp.status_code != 202:  # a refused submit would skew the numbers: stop the run
+            raise RuntimeError(f"submit refused: {resp.status_code} {resp.text}")
         with lock:
             ids.append(resp.json()["job_id"])
         return elapsed
@@ -225,7 +226,7 @@ def main() -> None:
         "FOUNDRY_SERVICE_LOCAL_BUILDER_COMMAND": f"{sys.executable} {TICK_BUILDER} 40",
     }
     server_log = (scratch / "server.log").open("wb")
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter runs the dev server
         [sys.executable, "-m", "devhost.server", "--port", str(port)],
         cwd=ROOT,
         env=env,

@@ -11,7 +11,7 @@ from azure.data.tables import TableClient, TableServiceClient
 from shared.domain.ids import new_proxy_token, sha256_hex
 from shared.errors import NotFound, translate_azure_errors
 
-_TOKEN_PK = "token"
+_TOKEN_PK = "token"  # noqa: S105 - a table partition key name, not a credential
 
 
 @dataclass(frozen=True)
