@@ -1,71 +1,112 @@
-"""The operator CLI. Storage is reached with the service's own settings (env / app settings);
-orchestrations through the Durable HTTP API of ``--app-url`` (``FOUNDRY_ADMIN_APP_URL``) with the
-``durabletask_extension`` system key (``FOUNDRY_ADMIN_DURABLE_KEY``).
+"""The operator CLI: ``python -m admin --help``.
 
-    python -m admin list [--status S] [--owner O] [--limit N]
-    python -m admin show JOB_ID
-    python -m admin logs JOB_ID [--tail N] [--follow]
-    python -m admin cancel JOB_ID
-    python -m admin reap          # one maintenance pass: TTL, reconcile, sweep, purge
-    python -m admin purge         # only the orchestration-history purge past retention
+Parsing, the help text (environment variables and exit codes) and the one place errors become
+stderr lines and exit codes; the subcommands live in :mod:`admin.commands`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sys
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
-from api.views import job_view
-from orchestrators import run_job
+from admin.commands import COMMANDS, Console, Context
+from admin.exits import MEANING, CliError, Exit, from_exception
 from shared.domain.models import JobStatus
-from shared.domain.stream_progress import filter_log_lines
-from shared.errors import IllegalTransition, NotFound
-from shared.pipeline import lifecycle
-from shared.services import Services, get_services
-from timers.sweeps import (
-    DurableClient,
-    MaintenanceReport,
-    purge_history,
-    run_maintenance,
-    runtime_status,
+from shared.services import Services
+from timers.sweeps import DurableClient
+
+ENVIRONMENT = (
+    ("FOUNDRY_ADMIN_APP_URL", "the app's base URL (or --app-url): all but list and logs"),
+    ("FOUNDRY_ADMIN_API_KEY", "an API key with jobs:write: submit, cancel, delete-preview"),
+    ("FOUNDRY_ADMIN_MASTER_KEY", "the Functions host's master key: reap, purge (none locally)"),
+    ("FOUNDRY_ADMIN_DURABLE_KEY", "the durabletask_extension system key: orchestration in show"),
+    ("FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING", "job storage for list, show, logs (Azurite)"),
+    ("FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT", "or the storage account, read with your Azure login"),
+    ("FOUNDRY_SERVICE_TABLE_PREFIX", "if the app sets it (default foundry)"),
+    ("FOUNDRY_SERVICE_AZURE_STORAGE_CONTAINER", "if the app sets it (default foundry-jobs)"),
 )
 
 
+def _epilog() -> str:
+    width = max(len(name) for name, _ in ENVIRONMENT)
+    lines = ["environment:"]
+    lines += [f"  {name:<{width}}  {meaning}" for name, meaning in ENVIRONMENT]
+    lines += ["", "exit codes:"]
+    lines += [f"  {int(code)}  {MEANING[code]}" for code in Exit]
+    lines += [
+        "",
+        "Reads (list, show, logs) come from job storage; every change goes through the app.",
+        "--json prints one JSON document on stdout; errors go to stderr (as JSON with --json).",
+    ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m admin", description=__doc__.split("\n")[0])
-    parser.add_argument("--app-url", default=os.environ.get("FOUNDRY_ADMIN_APP_URL", ""))
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list jobs, newest first")
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an option given before the subcommand is not reset by the subparser's default.
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"
+    )
+    common.add_argument("--app-url", default=argparse.SUPPRESS, help="the app's base URL")
+    parser = argparse.ArgumentParser(
+        prog="python -m admin",
+        description="Operate the Context Foundry build service.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, parents=[common])
+
+    command("health", "is the app up? (GET /v1/healthz; exit 5 unless ok)")
+    p = command("submit", "submit a build (POST /v1/jobs)")
+    p.add_argument("--app-name", required=True, help="[a-z0-9-] slug")
+    p.add_argument("--owner", required=True)
+    p.add_argument("--org", help="org slug: the preview is https://<app>.<org>.<domain>")
+    p.add_argument("--spec", required=True, metavar="FILE", help="SPEC.md (- for stdin)")
+    p.add_argument("--tasks", required=True, metavar="FILE", help="TASKS.md (- for stdin)")
+    p.add_argument(
+        "--idempotency-key",
+        help="reuse one to make a retried submit return the same job (default: a new random key)",
+    )
+    p.add_argument("--ttl-hours", type=int, help="preview lifetime (clamped by the service)")
+    _follow_options(p, follow_help="then follow the build log as `logs --follow` does")
+    p = command("list", "jobs, newest first")
     p.add_argument("--status", choices=[s.value for s in JobStatus])
     p.add_argument("--owner")
     p.add_argument("--limit", type=int, default=20)
-    p = sub.add_parser("show", help="a job, its transition history and orchestration status")
+    p.add_argument("--cursor", help="next_cursor of the previous page")
+    p = command("show", "a job: summary, transitions (ISO times) and orchestration status")
     p.add_argument("job_id")
-    p = sub.add_parser("logs", help="the job's build log")
+    p = command("logs", "the job's build log, rendered; --raw for the JSONL as written")
     p.add_argument("job_id")
-    p.add_argument("--tail", type=int)
-    p.add_argument("--follow", action="store_true", help="keep printing until the job ends")
-    p = sub.add_parser("cancel", help="cancel an in-flight job")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines (first read)")
+    _follow_options(
+        p,
+        follow_help="keep reading until the job ends, with progress and a final status line "
+        "(exit 1 unless it ends ready)",
+    )
+    p = command("cancel", "cancel a job that has not ended (POST /v1/jobs/{id}/cancel)")
     p.add_argument("job_id")
-    sub.add_parser("reap", help="run the maintenance pass once")
-    sub.add_parser("purge", help="purge orchestration history past retention")
+    p = command("delete-preview", "take down a ready job's preview (DELETE /v1/jobs/{id}/preview)")
+    p.add_argument("job_id")
+    command(
+        "reap", "run the app's maintenance timer now: TTL reaper, reconciler, orphan sweep, purge"
+    )
+    command(
+        "purge", "the same timer run (its last step purges orchestration history past retention)"
+    )
     return parser
 
 
-def _client(args: argparse.Namespace) -> DurableClient | None:
-    if not args.app_url:
-        return None
-    from admin.webhook_client import WebhookDurableClient
-
-    return WebhookDurableClient(
-        args.app_url, system_key=os.environ.get("FOUNDRY_ADMIN_DURABLE_KEY") or None
-    )
+def _follow_options(p: argparse.ArgumentParser, *, follow_help: str) -> None:
+    p.add_argument("--follow", "-f", action="store_true", help=follow_help)
+    p.add_argument("--raw", action="store_true", help="log lines as written (JSONL)")
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECS", help="poll interval")
 
 
 def main(
@@ -73,97 +114,36 @@ def main(
     *,
     services: Services | None = None,
     client: DurableClient | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
-    args = build_parser().parse_args(argv)
-    svc = services or get_services()
-    durable = client or _client(args)
+    """Run one command; returns the exit code (see ``--help``). ``services`` and ``client``
+    replace the storage and Durable clients built from the environment (tests use them)."""
+    out, err = out or sys.stdout, err or sys.stderr
     try:
-        return asyncio.run(_run_then_close(args, svc, durable, out))
-    except NotFound:
-        print(f"no such job: {getattr(args, 'job_id', '?')}", file=out)
-        return 2
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
+        return int(exc.code or 0)
+    console = Console(out, err, json_mode=getattr(args, "json", False))
+    ctx = Context(args, console, services_override=services, durable_override=client)
+    try:
+        code, document = asyncio.run(_run(ctx))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place every failure becomes an exit code
+        error = from_exception(exc)
+        console.error(error)
+        return int(error.exit)
+    if console.json_mode:
+        console.document(document)
+    return int(code)
 
 
-async def _run_then_close(
-    args: argparse.Namespace, svc: Services, durable: DurableClient | None, out: TextIO
-) -> int:
+async def _run(ctx: Context) -> tuple[Exit, object]:
     try:
-        return await _run(args, svc, durable, out)
+        return await COMMANDS[ctx.args.command](ctx)
     finally:
-        close = getattr(durable, "aclose", None)
-        if close is not None:
-            await close()
+        await ctx.aclose()
 
 
-async def _run(
-    args: argparse.Namespace, svc: Services, durable: DurableClient | None, out: TextIO
-) -> int:
-    if args.command == "list":
-        jobs, _ = svc.jobs.list_jobs(
-            status=JobStatus(args.status) if args.status else None,
-            owner=args.owner,
-            page_size=args.limit,
-        )
-        if args.json:
-            print(json.dumps([job_view(j) for j in jobs], indent=1), file=out)
-        for job in [] if args.json else jobs:
-            print(
-                f"{job.job_id}  {job.status.value:<9} {job.percent:>3}%  {job.owner:<12} "
-                f"{job.org_slug or '-'}/{job.app_name}  {job.preview_url or ''}",
-                file=out,
-            )
-        return 0
-    if args.command == "show":
-        job = svc.jobs.get_job(args.job_id)
-        orchestration: dict[str, Any] | None = None
-        if durable is not None:
-            status = await durable.get_status(args.job_id)
-            orchestration = {
-                "runtime_status": runtime_status(status),
-                "custom_status": getattr(status, "custom_status", None),
-            }
-        details: dict[str, Any] = {
-            "job": job_view(job),
-            "history": svc.jobs.list_history(args.job_id),
-            "orchestration": orchestration,
-        }
-        print(json.dumps(details, indent=1, default=str), file=out)
-        return 0
-    if args.command == "logs":
-        offset = 0
-        while True:
-            job = svc.jobs.get_job(args.job_id)
-            data = svc.blobs.read_log(args.job_id, offset=offset)
-            tail = args.tail if offset == 0 else None  # --tail limits the first read only
-            offset += len(data)
-            shown = filter_log_lines(data.decode("utf-8", errors="replace"), stage=None, tail=tail)
-            if shown:
-                print(shown, file=out)
-            if not args.follow or job.status.is_terminal:
-                return 0
-            await asyncio.sleep(2)
-    if args.command == "cancel":
-        try:
-            job = lifecycle.cancel_job(svc, args.job_id, reason="canceled by operator")
-        except IllegalTransition as exc:
-            print(f"not canceled: {exc}", file=out)
-            return 1
-        svc.tokens.revoke_job(args.job_id)
-        svc.audit.record("job.canceled", job_id=args.job_id, actor="admin-cli")
-        if durable is not None:
-            await durable.raise_event(args.job_id, run_job.CANCEL_EVENT, {"by": "admin-cli"})
-        else:  # no orchestration access: clean up here; the reconciler settles the rest
-            lifecycle.release_job_resources(svc, job)
-        print(f"{args.job_id} canceled", file=out)
-        return 0
-    if durable is None:
-        print("this command needs --app-url (FOUNDRY_ADMIN_APP_URL)", file=out)
-        return 2
-    report = MaintenanceReport()
-    if args.command == "reap":
-        report = await run_maintenance(svc, durable)
-    else:
-        await purge_history(svc, durable, datetime.now(UTC), report)
-    print(json.dumps(report.to_dict(), indent=1), file=out)
-    return 0 if not report.errors else 1
+__all__ = ["CliError", "build_parser", "main"]

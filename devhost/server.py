@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devhost import webhooks
+from devhost import admin_api, webhooks
 from devhost.client import InProcessDurableClient
 from devhost.driver import Driver
 from devhost.http_host import FunctionHost
@@ -70,6 +70,7 @@ def build_app(host: FunctionHost, client: InProcessDurableClient | None = None) 
     app = web.Application(client_max_size=host.max_body_bytes)
     if client is not None:  # loopback only: the dev server has no system keys
         webhooks.add_routes(app, client)
+    admin_api.add_routes(app, host)  # POST /admin/functions/<name>, as the Functions host has
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 

@@ -35,8 +35,15 @@ class Services:
 
     @classmethod
     def build(
-        cls, settings: Settings, *, backend: BuildBackend | None = None, **client_options: Any
+        cls,
+        settings: Settings,
+        *,
+        backend: BuildBackend | None = None,
+        provision: bool = True,
+        **client_options: Any,
     ) -> Services:
+        """Wire the stores; ``provision=False`` skips creating tables and the container (for
+        readers such as the admin CLI, whose role may not allow creating them)."""
         tables = table_service(settings, **client_options)
         blobs = JobBlobs(
             blob_service(settings, **client_options), container=settings.storage_container
@@ -51,7 +58,8 @@ class Services:
             backend=backend or create_backend(settings, blobs),
             slots=BuildSlots(tables, prefix=settings.table_prefix),
         )
-        services.provision()
+        if provision:
+            services.provision()
         return services
 
     def provision(self) -> None:

@@ -1,0 +1,91 @@
+"""The exit-code table covers every error the service and storage can produce."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from admin.exits import API_ERRORS, MEANING, Exit, for_status, from_exception
+from api.edge import STATUS_OF
+from shared.errors import (
+    ConfigurationError,
+    IllegalTransition,
+    NotFound,
+    TerminalBackendError,
+    TransientBackendError,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+LITERAL_CODE = re.compile(r'(?:ApiError|error_response)\(\s*\d{3},\s*"([a-z_]+)"')
+
+
+def _enums(node: Any) -> set[str]:
+    """``enum`` values of every ``error`` property in an OpenAPI document."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        error = (node.get("properties") or {}).get("error")
+        if isinstance(error, dict):
+            found |= {str(v) for v in error.get("enum", [])}
+        for value in node.values():
+            found |= _enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _enums(value)
+    return found
+
+
+def test_every_error_code_the_api_sends_has_an_exit_code(api) -> None:
+    _, document, _ = api.call("GET", "/v1/openapi.json", key=None)
+    codes = _enums(document) | set(STATUS_OF)
+    for source in (ROOT / "api").glob("*.py"):
+        codes |= set(LITERAL_CODE.findall(source.read_text()))
+    assert {"validation_error", "not_found", "misconfigured", "queue_full"} <= codes
+    assert sorted(codes - set(API_ERRORS)) == []
+
+
+def test_every_exit_code_is_explained() -> None:
+    assert set(MEANING) == set(Exit)
+    assert [int(c) for c in Exit] == [0, 1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(400, Exit.USAGE), (401, Exit.AUTH), (403, Exit.AUTH), (404, Exit.NOT_FOUND),
+     (409, Exit.CONFLICT), (413, Exit.USAGE), (429, Exit.UNAVAILABLE), (503, Exit.UNAVAILABLE)],
+)  # fmt: skip
+def test_bare_http_statuses(status: int, expected: Exit) -> None:
+    assert for_status(status) is expected
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (NotFound("read job: not found"), Exit.NOT_FOUND),
+        (IllegalTransition("ready -> canceled"), Exit.CONFLICT),
+        (ConfigurationError("job storage is not configured"), Exit.AUTH),
+        (TransientBackendError("read job: connection failed"), Exit.UNAVAILABLE),
+        (TerminalBackendError("read job: HTTP 403 AuthorizationPermissionMismatch"), Exit.AUTH),
+        (TerminalBackendError("x: authentication failed", code="auth_failed"), Exit.AUTH),
+        (TerminalBackendError("read job: HTTP 400 InvalidInput"), Exit.FAILED),
+        (
+            httpx.ConnectError("refused", request=httpx.Request("GET", "http://h/")),
+            Exit.UNAVAILABLE,
+        ),
+        (RuntimeError("a bug"), Exit.FAILED),
+    ],
+)
+def test_storage_and_transport_errors(exc: Exception, expected: Exit) -> None:
+    assert from_exception(exc).exit is expected
+
+
+def test_messages_drop_url_queries_where_keys_ride() -> None:
+    request = httpx.Request(
+        "GET", "https://app/runtime/webhooks/durabletask/instances/x?code=SECRET"
+    )
+    error = httpx.HTTPStatusError("401", request=request, response=httpx.Response(401))
+    cli_error = from_exception(error)
+    assert cli_error.exit is Exit.AUTH and "SECRET" not in cli_error.message
