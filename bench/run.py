@@ -1,5 +1,6 @@
 """The benchmark: ``python -m bench.run`` (about two minutes). Prints a table, writes
-``bench/results.json``. Everything runs on loopback: Azurite, the dev server, the clients.
+``bench/results.json`` and the latency charts in README.md (``bench.chart``). Everything runs
+on loopback: Azurite, the dev server, the clients.
 
 Measures: submit and poll latency (p50/p99) at 1, 10 and 50 concurrent clients; poll latency
 against a bare Table point read; orchestration history events and storage calls per job;
@@ -27,6 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import chart  # noqa: E402
 from tests.azurite import free_port, start_azurite  # noqa: E402
 
 KEY = "bench-key"
@@ -260,6 +262,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    chart.write_readme(results)  # the README's latency charts follow the new results
     print("| clients | submit p50 ms | submit p99 ms | poll p50 ms | poll p99 ms |")
     print("|---:|---:|---:|---:|---:|")
     for row in levels:
