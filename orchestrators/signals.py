@@ -48,6 +48,6 @@ async def wake_queued(client: SignalClient, job_ids: Iterable[str]) -> list[str]
         try:
             await client.raise_event(job_id, run_job.SLOT_FREED_EVENT, {})
             reached.append(job_id)
-        except Exception:  # noqa: BLE001 - best effort: the wake-up is an optimisation
+        except Exception:  # noqa: BLE001, S112 - best effort: the wake-up is an optimisation
             continue
     return reached

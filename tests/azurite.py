@@ -81,7 +81,7 @@ def start_azurite(
         "--tableHost", "127.0.0.1", "--tablePort", str(ports[2]),
     ]  # fmt: skip
     with (log_dir / "azurite.log").open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv: the pinned Azurite on loopback
+        proc = subprocess.Popen(
             cmd,
             stdout=log,
             stderr=subprocess.STDOUT,

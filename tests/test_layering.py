@@ -75,7 +75,7 @@ def banned_api_findings(file_name: Path, source: str) -> subprocess.CompletedPro
     """ruff's TID251 (banned-api) over ``source`` as if it were ``file_name`` in the tree, so the
     nearest ruff config (``orchestrators/ruff.toml`` there) applies."""
     command = [sys.executable, "-m", "ruff", "check", "--select", "TID251"]
-    return subprocess.run(  # noqa: S603 - this interpreter's ruff on in-memory source
+    return subprocess.run(
         [*command, "--stdin-filename", str(file_name), "-"],
         input=source,
         capture_output=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import chart
-from orchestrators.state import PHASES
+from orchestrators.state import Phase
 from shared.domain.models import ALLOWED_TRANSITIONS, JobStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def parse_with_mermaid(sources: list[str]) -> list[dict[str, object]]:
     assert (CHECKER / "node_modules" / "mermaid").is_dir(), (
         "the Mermaid checker is not installed: run bash scripts/bootstrap.sh"
     )
-    done = subprocess.run(  # noqa: S603 - this repository's script, diagrams on stdin
+    done = subprocess.run(
         [node, str(CHECKER / "check.mjs")],
         input=json.dumps(sources),
         capture_output=True,
@@ -125,9 +125,9 @@ def test_the_state_machine_picture_has_exactly_the_allowed_status_edges() -> Non
 
 def test_the_state_machine_picture_has_every_phase_in_order() -> None:
     source = state_diagram()
-    for phase in PHASES:
-        assert re.search(rf"^\s*{phase}\b", source, re.MULTILINE), phase
-    order = {phase: i for i, phase in enumerate(PHASES)}
+    for phase in Phase:
+        assert re.search(rf"^\s*{phase.value}\b", source, re.MULTILINE), phase
+    order = {phase.value: i for i, phase in enumerate(Phase)}
     phase_edges = [(a, b) for a, b in edges(source) if a in order and b in order]
     assert phase_edges and all(order[b] == order[a] + 1 for a, b in phase_edges)
 

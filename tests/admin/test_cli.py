@@ -150,6 +150,17 @@ def test_logs_renders_events_and_the_final_status(api, driver, services) -> None
     assert [e.get("event") for e in document["events"]] == ["stage_started", "counts", "cost", None]
 
 
+def runner_notice(api: Api, backend: ScriptedBackend, job_id: str, event: str) -> None:
+    """What the build runner posts with its job token: ``progress`` or ``finished``."""
+    status, body, _ = api.call(
+        "POST",
+        f"/v1/jobs/{job_id}/build-events",
+        body={"event": event},
+        key=backend.tokens_seen[-1],
+    )
+    assert status < 300, body
+
+
 @pytest.mark.parametrize("outcome", ["ready", "failed"])
 def test_logs_follow_shows_progress_then_one_final_line(api, driver, services, outcome) -> None:
     backend = ScriptedBackend(auto=False)
@@ -159,17 +170,25 @@ def test_logs_follow_shows_progress_then_one_final_line(api, driver, services, o
     driver.run_to_completion(job_id, until=lambda i: i.custom_status.get("phase") == "build_wait")
     future, out = in_background(services, "logs", job_id, "--follow", "--interval", "0.05")
     wait_for(lambda: "progress:" in out.getvalue(), "the first progress line")
+    runner_notice(api, backend, job_id, "progress")  # the builder has written its first events
+    wait_for(lambda: "progress: building 45%" in out.getvalue(), "the progress to move")
     if outcome == "ready":
         backend.auto = True
         backend.finish_build(job_id)
     else:
         backend.build_failure = StepStatus(StepState.FAILED, "builder exited 3")
+    runner_notice(api, backend, job_id, "finished")
     driver.run_to_completion(job_id)
     code = future.result(timeout=30)
     lines = out.getvalue().splitlines()
-    assert lines[0] == "stage   implement started: BUILD T1 (model m)"
+    assert lines[:4] == [
+        "progress: building 5% | phase building | stage Build container starting",
+        "stage   implement started: BUILD T1 (model m)",
+        "tasks   1/2 done, 0 in progress",
+        "cost    $0.50 so far (+$0.50; 10 in / 5 out tokens)",
+    ]
     progress = [line for line in lines if line.startswith("progress: ")]
-    assert progress[0] == (
+    assert progress[1] == (
         "progress: building 45% | phase building | stage BUILD T1 (implement) | tasks 1/2 done"
     )
     assert len(progress) == len(set(progress))  # printed when something moved, not every poll
@@ -177,10 +196,11 @@ def test_logs_follow_shows_progress_then_one_final_line(api, driver, services, o
     assert len(finals) == 1 and lines[-1] == finals[0]
     assert finals[0].startswith(f"final: {outcome} after ")
     if outcome == "ready":
-        assert code == Exit.OK
+        assert code == 0
+        assert "report  1/1 tasks done" in out.getvalue()
     else:
         assert code == 1
-        assert "build_crashed" in finals[0] or "builder exited 3" in finals[0]
+        assert "build_crashed: builder exited 3" in finals[0]
 
 
 # -- changes through the app -----------------------------------------------------------------
