@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from admin.cli import ENVIRONMENT
 from tests.infra import bicep
 from tests.infra.test_drift import names_the_code_reads
 
@@ -18,8 +19,8 @@ DOCS = {
 PARAMETERS = (bicep.INFRA / "main.parameters.json").read_text()
 AZD_VARIABLES = set(re.findall(r"\$\{(\w+)", PARAMETERS)) | {"AZURE_ENV_NAME"}
 OUTPUTS = set(bicep.load(bicep.MAIN).outputs)
-#: Read by the operator CLI, or Knowmler's own setting (runbook, cutover).
-OTHER = {"FOUNDRY_ADMIN_DURABLE_KEY", "FOUNDRY_API_URL"}
+#: Read by the operator CLI (its --help table), or Knowmler's own setting (runbook, cutover).
+OTHER = {name for name, _ in ENVIRONMENT} | {"FOUNDRY_API_URL"}
 #: Named on purpose though absent: the file the upgrade notes replace, and the builder's source
 #: (another change adds runner/).
 NOT_HERE = {"infra/app/resources.bicep", "runner/Dockerfile"}
