@@ -109,7 +109,7 @@ class BuilderProcess:
         self.tree_id = secrets.token_hex(8)
         self._marker = f"{TREE_ENV}={self.tree_id}".encode()
         self.reap_all_children = reap_all_children
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: S603 - the builder command the image configures
             command,
             cwd=cwd,
             env={**env, TREE_ENV: self.tree_id},

@@ -95,11 +95,11 @@ def test_the_default_builder_is_the_bundled_example_builder() -> None:
 
 
 def _pins(path: Path) -> dict[str, str]:
+    """``name==version`` lines; in the hashed lock they end in `` \\`` and may carry a marker."""
     pins = {}
     for line in path.read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pins[name.strip().lower()] = version.strip()
+        if match := re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line):
+            pins[match.group(1).lower()] = match.group(2)
     return pins
 
 
