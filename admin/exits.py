@@ -55,6 +55,8 @@ class CliError(Exception):
 API_ERRORS: dict[str, Exit] = {
     "validation_error": Exit.USAGE,
     "payload_too_large": Exit.USAGE,
+    "uri_too_long": Exit.USAGE,
+    "method_not_allowed": Exit.USAGE,
     "unauthorized": Exit.AUTH,
     "forbidden": Exit.AUTH,
     "misconfigured": Exit.AUTH,
