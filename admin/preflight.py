@@ -326,7 +326,7 @@ def check_registry(client: ContainerRegistryManagementClient, az: AzureSettings)
             f"az acr update -n {az.acr_name} --sku Basic"
             if sku not in TASK_SKUS
             else f"az acr update -n {az.acr_name} --public-network-access Enabled --default-action"
-            " Allow, or set properties.networkRuleBypassAllowedForTasks=true on the registry"
+            " Allow; or let Tasks through: networkRuleBypassAllowedForTasks=true on the registry"
         )
     facts = f"{az.acr_name}: SKU {sku}, login server {login}; {tasks_why}"
     if problems:

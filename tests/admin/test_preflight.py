@@ -305,7 +305,7 @@ def test_a_finished_deployment_passes_every_check(fake) -> None:
     details = {c.name: c.detail for c in report.checks}
     assert details["registry"].startswith(f"{ACR}: SKU Basic, login server {fake.host}")
     assert f"foundry-builder:{TAG} is in registry {ACR} (sha256:" in details["builder_image"]
-    assert details["secret_references"] == "2 Key Vault references resolved"
+    assert report.checks[3].detail == "2 Key Vault references resolved"
     assert (
         details["role_assignments"]
         == "service identity: 12 of 12 roles; build identity: 1 of 1 roles"
