@@ -1,6 +1,11 @@
 """A fake of the Azure endpoints the backend calls, on HTTPS loopback, recording every request:
 ARM (Microsoft.App jobs/executions/containerApps, ACR Tasks), ACR's source upload, and the ACR
-data plane with its OAuth challenge/exchange. Faults can be injected per method and path."""
+data plane with its OAuth challenge/exchange. Faults can be injected per method and path.
+
+For the operator's preflight (admin/preflight.py) it also serves what that reads: the registry
+resource, tags and manifests, a Function App with its Key Vault reference states, user-assigned
+identities, role assignments and definitions (with ARM's ``$filter`` semantics), and
+``/v1/healthz``. These start empty: a test describes the deployment it wants."""
 
 from __future__ import annotations
 
@@ -30,6 +35,10 @@ ACR = (
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
     r"Microsoft\.ContainerRegistry/registries/(?P<acr>[^/]+)"
 )
+GROUP = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+SITE = GROUP + r"/providers/Microsoft\.Web/sites/(?P<site>[^/]+)"
+IDENTITY = GROUP + r"/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/(?P<name>[^/]+)"
+AUTHORIZATION = r"(?P<scope>/subscriptions/.+?)/providers/Microsoft\.Authorization/"
 
 
 class FakeCredential:
@@ -112,6 +121,16 @@ class FakeAzure:
         self.runs: dict[str, dict[str, Any]] = {}
         self.uploads: dict[str, bytes] = {}
         self.repositories: set[str] = set()
+        #: repository -> tag -> manifest digest (the ACR data plane's tags and manifests)
+        self.tags: dict[str, dict[str, str]] = {}
+        #: ARM resources by name (registries, sites, identities); lists for the rest
+        self.registries: dict[str, dict[str, Any]] = {}
+        self.sites: dict[str, dict[str, Any]] = {}
+        self.config_references: dict[str, list[dict[str, Any]]] = {}
+        self.identities: dict[str, dict[str, Any]] = {}
+        self.role_assignments: list[dict[str, Any]] = []
+        self.role_definitions: list[dict[str, Any]] = []
+        self.health: tuple[int, Any] = (200, {"status": "ok"})
         self.faults: list[Fault] = []
         self.warm_status = 200
         self.run_outcome = "Succeeded"
@@ -120,6 +139,9 @@ class FakeAzure:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, each keep-alive reply waits
+            # out the client's delayed ACK (about 40 ms a request).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -134,7 +156,10 @@ class FakeAzure:
         context.load_cert_chain(self.cert, key)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for the serving loop's next look (0.5 s by default).
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property
@@ -170,6 +195,13 @@ class FakeAzure:
     def calls(self, method: str, path_regex: str) -> list[Recorded]:
         pattern = re.compile(path_regex)
         return [r for r in self.requests if r.method == method and pattern.search(r.path)]
+
+    def push_image(self, repository: str, tag: str) -> str:
+        """A tag in the registry's data plane; answers its manifest digest."""
+        digest = "sha256:" + uuid.uuid5(uuid.NAMESPACE_URL, f"{repository}:{tag}").hex * 2
+        self.repositories.add(repository)
+        self.tags.setdefault(repository, {})[tag] = digest
+        return digest
 
     def set_execution_status(self, job_name: str, status: str) -> None:
         for execution in self.executions.get(job_name, []):
@@ -281,6 +313,23 @@ class FakeAzure:
             return self._app(method, m["name"], rec)
         if re.fullmatch(APP + r"/containerApps", path) and method == "GET":
             return 200, {"value": list(self.apps.values())}, {}
+        m = re.fullmatch(ACR, path)
+        if m and method == "GET":
+            return self._get(self.registries, m["acr"])
+        m = re.fullmatch(SITE, path)
+        if m and method == "GET":
+            return self._get(self.sites, m["site"])
+        m = re.fullmatch(SITE + r"/config/configreferences/appsettings", path)
+        if m and method == "GET":
+            if m["site"] not in self.sites:
+                return 404, {"error": {"code": "ResourceNotFound"}}, {}
+            return 200, {"value": self.config_references.get(m["site"], [])}, {}
+        m = re.fullmatch(IDENTITY, path)
+        if m and method == "GET":
+            return self._get(self.identities, m["name"])
+        m = re.fullmatch(AUTHORIZATION + r"(?P<kind>roleAssignments|roleDefinitions)", path)
+        if m and method == "GET":
+            return self._authorization(m["scope"], m["kind"], rec)
         m = re.fullmatch(ACR + r"/listBuildSourceUploadUrl", path)
         if m and method == "POST":
             token = uuid.uuid4().hex
@@ -320,6 +369,38 @@ class FakeAzure:
             self.runs[m["run"]]["status"] = "Canceled"
             return 202, None, {}
         return self._registry(method, path, rec)
+
+    @staticmethod
+    def _get(resources: dict[str, dict[str, Any]], name: str) -> tuple[int, Any, dict[str, str]]:
+        if name not in resources:
+            return 404, {"error": {"code": "ResourceNotFound", "message": name}}, {}
+        return 200, resources[name], {}
+
+    def _authorization(
+        self, scope: str, kind: str, rec: Recorded
+    ) -> tuple[int, Any, dict[str, str]]:
+        """ARM's list semantics: role assignments ``$filter=principalId eq '<id>'`` at, above
+        and below ``scope``; role definitions ``$filter=roleName eq '<name>'``. The fake wants
+        the filter: listing every assignment of a group is not what the preflight should do."""
+        odata = rec.query.get("$filter", [""])[0]
+        wanted = re.fullmatch(r"(principalId|roleName) eq '([^']*)'", odata)
+        field = "principalId" if kind == "roleAssignments" else "roleName"
+        if wanted is None or wanted[1] != field:
+            return 400, {"error": {"code": "InvalidFilter", "message": odata}}, {}
+        if kind == "roleDefinitions":
+            found = [d for d in self.role_definitions if d["properties"]["roleName"] == wanted[2]]
+            return 200, {"value": found}, {}
+        here = scope.lower()
+        found = [
+            a
+            for a in self.role_assignments
+            if a["properties"]["principalId"] == wanted[2]
+            and (
+                a["properties"]["scope"].lower().startswith(here)
+                or here.startswith(a["properties"]["scope"].lower())
+            )
+        ]
+        return 200, {"value": found}, {}
 
     def _run(self, run_id: str) -> dict[str, Any]:
         status = self.runs[run_id]["status"]
@@ -385,10 +466,15 @@ class FakeAzure:
         if path == "/oauth2/token" and method == "POST":
             return 200, {"access_token": "acr-access"}, {}
         if path.startswith("/acr/v1/"):
+            item = re.fullmatch(
+                r"/acr/v1/(?P<repo>.+)/_(?P<kind>tags|manifests)/(?P<ref>[^/]+)", path
+            )
             if rec.headers.get("authorization") != "Bearer acr-access":
                 scope = (
                     "registry:catalog:*"
                     if path.endswith("_catalog")
+                    else f"repository:{unquote(item['repo'])}:metadata_read"
+                    if item
                     else f"repository:{path[len('/acr/v1/') :]}:delete"
                 )
                 challenge = (
@@ -397,12 +483,45 @@ class FakeAzure:
                 return 401, {"errors": [{"code": "UNAUTHORIZED"}]}, {"WWW-Authenticate": challenge}
             if path == "/acr/v1/_catalog" and method == "GET":
                 return 200, {"repositories": sorted(self.repositories)}, {}
+            if item and method == "GET":
+                return self._artifact(unquote(item["repo"]), item["kind"], unquote(item["ref"]))
             repo = unquote(path[len("/acr/v1/") :])
             if method == "DELETE":
                 if repo not in self.repositories:
                     return 404, {"errors": [{"code": "NAME_UNKNOWN"}]}, {}
                 self.repositories.discard(repo)
                 return 202, {"manifestsDeleted": [], "tagsDeleted": []}, {}
+        if method == "GET" and path == "/v1/healthz":
+            return self.health[0], self.health[1], {}
         if method == "GET" and path in ("/", "/healthz"):
             return self.warm_status, {"ok": True}, {}
         return 404, {"error": {"code": "NoRoute", "message": f"{method} {path}"}}, {}
+
+    def _artifact(self, repo: str, kind: str, ref: str) -> tuple[int, Any, dict[str, str]]:
+        """A tag's or a manifest's properties, as the ACR data plane (2021-07-01) shapes them."""
+        if repo not in self.repositories:
+            return 404, {"errors": [{"code": "NAME_UNKNOWN", "message": repo}]}, {}
+        tags = self.tags.get(repo, {})
+        now = dt.datetime.now(dt.UTC).isoformat()
+        flags = {"deleteEnabled": True, "writeEnabled": True, "readEnabled": True}
+        flags["listEnabled"] = True
+        if kind == "tags":
+            if ref not in tags:
+                return 404, {"errors": [{"code": "TAG_UNKNOWN", "message": ref}]}, {}
+            tag = {"name": ref, "digest": tags[ref], "createdTime": now, "lastUpdateTime": now}
+            body = {
+                "registry": self.host,
+                "imageName": repo,
+                "tag": {**tag, "changeableAttributes": flags},
+            }
+            return 200, body, {}
+        if ref not in tags.values():
+            return 404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": ref}]}, {}
+        manifest = {
+            "digest": ref,
+            "createdTime": now,
+            "lastUpdateTime": now,
+            "tags": sorted(t for t, d in tags.items() if d == ref),
+            "changeableAttributes": flags,
+        }
+        return 200, {"registry": self.host, "imageName": repo, "manifest": manifest}, {}
