@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, description=text, parents=[common])
 
     command("health", "is the app up? (GET /v1/healthz; exit 5 unless ok)")
+    command(
+        "preflight",
+        "what a deployment lacks: registry and ACR Tasks, builder image, Key Vault references, "
+        "role assignments, healthz (exit 1 if a check fails, 4 if settings are incomplete)",
+    )
     p = command("submit", "submit a build (POST /v1/jobs)")
     p.add_argument("--app-name", required=True, help="[a-z0-9-] slug")
     p.add_argument("--owner", required=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from admin import preflight as preflight_checks
 from admin import render
 from admin.app_client import AppClient
 from admin.exits import CliError, Exit, from_exception
@@ -286,8 +287,20 @@ async def run_maintenance(ctx: Context) -> tuple[Exit, Document]:
     return Exit.OK, {"function": MAINTENANCE_FUNCTION, "queued": True, "http_status": status}
 
 
+async def preflight(ctx: Context) -> tuple[Exit, Document]:
+    """What a deployment still lacks: registry, builder image, secret references, roles."""
+    report = await asyncio.to_thread(preflight_checks.run_preflight)
+    if not ctx.console.json_mode:
+        preflight_checks.render(report, ctx.console.out)
+    if report.ok:
+        return Exit.OK, report.to_dict()
+    unconfigured = report.exit_code == preflight_checks.EXIT_UNCONFIGURED
+    return (Exit.AUTH if unconfigured else Exit.FAILED), report.to_dict()
+
+
 COMMANDS: dict[str, Command] = {
     "health": health,
+    "preflight": preflight,
     "submit": submit,
     "list": list_jobs,
     "show": show,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -693,3 +694,21 @@ def test_report_exit_codes() -> None:
     assert PreflightReport((good,)).exit_code == EXIT_OK
     assert PreflightReport((good, bad)).exit_code == EXIT_FAILED
     assert PreflightReport((replace(good, ok=False),)).exit_code == EXIT_UNCONFIGURED
+
+
+def test_the_operator_cli_runs_the_preflight(fake, monkeypatch) -> None:
+    """``python -m admin preflight`` is the same report, with the CLI's exit-code table."""
+    from admin import cli
+
+    for name in list(os.environ):
+        if name.startswith("FOUNDRY_SERVICE_AZURE_"):
+            monkeypatch.delenv(name)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["preflight", "--json"], out=out, err=err)
+    assert code == 4  # settings incomplete: the CLI's "auth/misconfigured"
+    document = json.loads(out.getvalue())
+    assert document["ok"] is False and document["checks"][0]["name"] == "settings"
+    human = io.StringIO()
+    assert cli.main(["preflight"], out=human, err=err) == 4
+    assert "settings" in human.getvalue() and "fix:" in human.getvalue()
+    assert fake.requests == []
