@@ -29,17 +29,10 @@ _FINISHED = {"Completed", "Failed", "Terminated", "Canceled"}
 _LIVE = {"Running", "Pending", "ContinuedAsNew"}
 
 
-class DurableClient(Protocol):
+class DurableClient(signals.SignalClient, Protocol):
+    """What the sweeps use of ``DurableOrchestrationClient``: signals, status and purge."""
+
     async def get_status(self, instance_id: str) -> Any: ...
-    async def start_new(
-        self,
-        orchestration_function_name: str,
-        instance_id: str | None = None,
-        client_input: Any = None,
-    ) -> str: ...
-    async def raise_event(
-        self, instance_id: str, event_name: str, event_data: Any = None
-    ) -> None: ...
     async def purge_instance_history(self, instance_id: str) -> Any: ...
 
 

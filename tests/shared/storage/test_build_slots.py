@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 
-from shared.domain.ids import new_job_id
-from shared.domain.models import JobRecord, JobStatus
-
-
-def new_job(**overrides) -> JobRecord:
-    base = {
-        "job_id": new_job_id(),
-        "app_name": "app",
-        "owner": "alice",
-        "request_hash": "h",
-        "created_at": datetime.now(UTC),
-        "ttl_hours": 24,
-    }
-    base.update(overrides)
-    return JobRecord(**base)
+from shared.domain.models import JobStatus
+from tests.shared.storage.jobs import new_job
 
 
 def test_build_slots_are_exact_under_concurrent_claims(services) -> None:

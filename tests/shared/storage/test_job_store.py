@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from shared.domain.ids import new_job_id
-from shared.domain.models import JobRecord, JobStatus
+from shared.domain.models import JobStatus
 from shared.errors import IllegalTransition, NotFound
-
-
-def new_job(**overrides) -> JobRecord:
-    base = {
-        "job_id": new_job_id(),
-        "app_name": "app",
-        "owner": "alice",
-        "request_hash": "h",
-        "created_at": datetime.now(UTC),
-        "ttl_hours": 24,
-    }
-    base.update(overrides)
-    return JobRecord(**base)
+from tests.shared.storage.jobs import new_job
 
 
 def test_job_round_trips_through_the_table(services) -> None:
