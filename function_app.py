@@ -4,7 +4,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import build, cleanup, image, preview
-from api import build_events, fallback, jobs_control, jobs_read, jobs_submit, llm_proxy, service
+from api import build_events, fallback, jobs_control, jobs_read, jobs_submit, service
 from orchestrators import run_job
 from shared import log_context, telemetry
 from shared.config import settings
@@ -22,7 +22,6 @@ for blueprint in (
     jobs_control.bp,
     build_events.bp,
     service.bp,
-    llm_proxy.bp,
     run_job.bp,
     build.bp,
     image.bp,

@@ -62,6 +62,7 @@ PROXY_ERROR_STATUS: dict[ProxyErrorCode, int] = {
     ProxyErrorCode.RATE_LIMITED: 429,
     ProxyErrorCode.UPSTREAM_ERROR: 502,
     ProxyErrorCode.PROXY_UNCONFIGURED: 503,
+    ProxyErrorCode.UNAVAILABLE: 503,
 }
 
 
@@ -340,6 +341,7 @@ def _messages_operation() -> dict[str, Any]:
             "example", {"type": "error", "error": code.value, "message": "proxy request denied"}
         )
     responses["429"]["headers"] = {"retry-after": {"schema": {"type": "integer"}}}
+    responses["503"]["headers"] = {"retry-after": {"schema": {"type": "integer"}}}
     return {
         "operationId": "messages",
         "summary": "The builders' LLM endpoint (Anthropic Messages API)",
@@ -348,9 +350,26 @@ def _messages_operation() -> dict[str, Any]:
         "accepted). The token is valid while its job is queued, building or deploying. The "
         "request is checked (size, model prefix, max_tokens, per-token concurrency, an upstream "
         "rate-limit pause) and forwarded unchanged with the service's real credential; the "
-        "caller's `anthropic-beta` header is merged with the service's. Refusals use the "
+        "caller's `anthropic-beta` header is merged with the service's. Replies stream: "
+        "each upstream chunk is relayed as it arrives, so a long generation outlasts the HTTP "
+        "idle limit, and a caller that hangs up stops the upstream request. Served by the LLM "
+        "proxy service at FOUNDRY_SERVICE_BUILDER_PROXY_URL, not by this app. Refusals use the "
         "proxy's own envelope `{type, error, message}`, as the original proxy does.",
         "security": [{"proxyToken": []}],
+        # Served by the LLM proxy, its own streaming service (docs/llm-proxy.md), not by this
+        # app: builders reach it at FOUNDRY_SERVICE_BUILDER_PROXY_URL.
+        "servers": [
+            {
+                "url": "{proxy}",
+                "description": "The LLM proxy (a Container App reachable from build jobs)",
+                "variables": {
+                    "proxy": {
+                        "default": "http://127.0.0.1:7072",
+                        "description": "FOUNDRY_SERVICE_BUILDER_PROXY_URL",
+                    }
+                },
+            }
+        ],
         "parameters": [
             {
                 "name": "anthropic-version",

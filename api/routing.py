@@ -40,7 +40,6 @@ ROUTES: dict[str, frozenset[str]] = {
     "v1/jobs/{job_id}/build-events": frozenset({"POST"}),
     "v1/healthz": frozenset({"GET"}),
     "v1/openapi.json": frozenset({"GET"}),
-    "v1/messages": frozenset({"POST"}),
 }
 
 

@@ -188,6 +188,7 @@ class ProxyErrorCode(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     UPSTREAM_ERROR = "upstream_error"
     PROXY_UNCONFIGURED = "proxy_unconfigured"
+    UNAVAILABLE = "unavailable"
 
 
 class ProxyError(BaseModel):

@@ -9,6 +9,7 @@ import asyncio
 import inspect
 import json
 import logging
+import sys
 import textwrap
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -39,7 +40,6 @@ EXPECTED_ROUTES = {
     "delete_preview": ("v1/jobs/{job_id}/preview", ["DELETE"]),
     "healthz": ("v1/healthz", ["GET"]),
     "openapi": ("v1/openapi.json", ["GET"]),
-    "messages": ("v1/messages", ["POST"]),
     "build_event": ("v1/jobs/{job_id}/build-events", ["POST"]),
 }
 ACTIVITIES = {
@@ -282,3 +282,17 @@ def test_no_trigger_blocks_the_event_loop_while_storage_is_slow(
     culprits = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
     print("longest event-loop stall per trigger (s):", blocked)
     assert all(secs < LOOP_STALL_LIMIT_SECS for secs in stalls.values()), (blocked, culprits)
+
+
+def test_the_llm_proxy_is_not_a_function(functions) -> None:
+    """The proxy streams from its own ASGI service (docs/llm-proxy.md): a Functions route for it
+    would buffer replies past the HTTP limit, and the FastAPI streaming extension would switch
+    every other HTTP function of this app to a request type they do not take."""
+    routes = {
+        b.get("route")
+        for bindings in functions.values()
+        for b in bindings
+        if b["type"] == "httpTrigger"
+    }
+    assert "v1/messages" not in routes
+    assert all("azurefunctions.extensions" not in name for name in sys.modules)

@@ -4,13 +4,15 @@ real routes with real storage behind them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
-from api.llm_proxy import use_proxy
 from shared.llm_proxy import LlmProxy, ProxySettings
 from tests.conftest import submission
+from tests.proxy.harness import ServedProxy
 
 STRING_FIELDS = ["app_name", "org_slug", "spec_md", "tasks_md", "owner", "idempotency_key"]
 
@@ -141,16 +143,16 @@ def test_a_job_id_with_a_trailing_newline_is_not_found(api, suffix: str) -> None
 
 
 @pytest.fixture
-def proxy_token(api, services):
-    proxy = LlmProxy(services, ProxySettings(upstream_url="http://127.0.0.1:9", api_key="k"))
-    use_proxy(proxy)
+def proxy_token(api, services) -> Iterator[tuple[ServedProxy, str]]:
+    """The LLM proxy as deployed (its own ASGI service) and a live token of an in-flight job."""
+    settings = ProxySettings(upstream_url="http://127.0.0.1:9", api_key="k")
+    served = ServedProxy(lambda: LlmProxy(services.tokens, services.jobs, settings))
     _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
     token = services.tokens.mint(
         accepted["job_id"], expires_at=datetime.now(UTC) + timedelta(hours=1)
     )
-    yield token
-    use_proxy(None)
-    proxy.http.close()
+    yield served, token
+    served.close()
 
 
 @pytest.mark.parametrize(
@@ -163,12 +165,10 @@ def proxy_token(api, services):
     ],
     ids=["deep-arrays", "deep-objects", "huge-number", "lone-surrogate"],
 )
-def test_hostile_bodies_on_v1_messages_are_a_400(api, proxy_token, raw: bytes) -> None:
-    status, body, _ = api.call(
-        "POST",
-        "/v1/messages",
-        raw=raw,
-        key=None,
-        headers={"Authorization": f"Bearer {proxy_token}"},
+def test_hostile_bodies_on_v1_messages_are_a_400(proxy_token, raw: bytes) -> None:
+    served, token = proxy_token
+    reply = httpx.post(
+        f"{served.url}/v1/messages", content=raw, headers={"Authorization": f"Bearer {token}"}
     )
+    status, body = reply.status_code, reply.json()
     assert (status, body["error"]) == (400, "invalid_request"), body

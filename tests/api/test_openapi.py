@@ -72,11 +72,22 @@ def test_slug_and_length_rules_come_from_the_model() -> None:
 
 
 def test_every_route_and_method_is_documented_and_nothing_else() -> None:
+    """This app's routes, plus /v1/messages, which the document marks as served by the LLM
+    proxy (its own service, docs/llm-proxy.md)."""
     documented = {
         path.lstrip("/"): frozenset(method.upper() for method in operations)
         for path, operations in DOC["paths"].items()
     }
-    assert documented == ROUTES
+    elsewhere = {"v1/messages": frozenset({"POST"})}
+    assert documented == ROUTES | elsewhere
+    served_by = DOC["paths"]["/v1/messages"]["post"]["servers"][0]
+    assert served_by["variables"]["proxy"]["description"] == "FOUNDRY_SERVICE_BUILDER_PROXY_URL"
+    assert all(
+        "servers" not in op
+        for p, ops in DOC["paths"].items()
+        if p != "/v1/messages"
+        for op in ops.values()
+    )
 
 
 def test_the_query_parameters_come_from_the_query_models() -> None:

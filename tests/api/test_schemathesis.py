@@ -23,8 +23,10 @@ from schemathesis.specs.openapi.checks import (
 import function_app
 from api.openapi import openapi_document
 from devhost.http_host import FunctionHost
+from shared.llm_proxy import LlmProxy, ProxySettings
 from tests.conftest import API_KEY
 from tests.loopback import loopback_server
+from tests.proxy.harness import ServedProxy
 
 EXAMPLES_PER_OPERATION = 12
 CHECKS = [
@@ -88,7 +90,14 @@ def test_no_server_errors_and_every_response_as_documented(services, client, mod
     started = time.monotonic()
     operations = [op for op in OPERATIONS if mode.is_positive or takes_input(op)]
     assert len(operations) == (12 if mode.is_positive else 10)
-    with loopback_server(FunctionHost(function_app.app, client)) as base:
-        for operation in operations:
-            assert exercise(operation, mode, base) > 0, operation.label
+    # /v1/messages is served by the LLM proxy, its own service (the document's per-path server).
+    settings = ProxySettings(upstream_url="http://127.0.0.1:9", api_key="sk-test")
+    llm = ServedProxy(lambda: LlmProxy(services.tokens, services.jobs, settings))
+    try:
+        with loopback_server(FunctionHost(function_app.app, client)) as base:
+            for operation in operations:
+                target = llm.url if operation.path == "/v1/messages" else base
+                assert exercise(operation, mode, target) > 0, operation.label
+    finally:
+        llm.close()
     assert time.monotonic() - started < 60

@@ -1,4 +1,5 @@
-"""The per-job LLM proxy against a fake Anthropic upstream on loopback."""
+"""The per-job LLM proxy's limits and accounting: the deployed ASGI app on uvicorn, in front of a
+fake Anthropic upstream on loopback (streaming behaviour is in tests/proxy/test_app.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
-from api.llm_proxy import use_proxy
 from shared.domain.models import JobStatus
-from shared.llm_proxy import LlmProxy, ProxySettings
+from shared.llm_proxy import LlmProxy, ProxySettings, UsageMeter
 from shared.pipeline import lifecycle
 from tests.conftest import submission
+from tests.proxy.harness import FakeAnthropic, ServedProxy, message_events, sse
 
 REAL_KEY = "sk-ant-REAL-CREDENTIAL-DO-NOT-LEAK-0123456789"
 MESSAGE = {
@@ -27,66 +28,21 @@ MESSAGE = {
 }
 
 
-class Upstream:
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.reply: tuple[int, dict[str, str], bytes] = (
-            200,
-            {"content-type": "application/json"},
-            json.dumps(
-                {"id": "msg_1", "usage": {"input_tokens": 100, "output_tokens": 50}}
-            ).encode(),
-        )
-        self.delay = 0.0
-        upstream = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                upstream.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": json.loads(body)}
-                )
-                time.sleep(upstream.delay)
-                status, headers, data = upstream.reply
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("x-upstream-secret-header", "should-not-pass")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    server = Upstream()
+def upstream() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic()
     yield server
     server.close()
 
 
 @pytest.fixture
-def proxy(services, upstream) -> Iterator[LlmProxy]:
+def proxy(services, upstream) -> Iterator[ServedProxy]:
     settings = ProxySettings(
         upstream_url=upstream.url, api_key=REAL_KEY, max_output_tokens=8192, max_concurrent=2
     )
-    instance = LlmProxy(services, settings)
-    use_proxy(instance)
-    yield instance
-    use_proxy(None)
-    instance.http.close()
+    served = ServedProxy(lambda: LlmProxy(services.tokens, services.jobs, settings))
+    yield served
+    served.close()
 
 
 @pytest.fixture
@@ -97,20 +53,28 @@ def job_token(api, services) -> tuple[str, str]:
     return job_id, token
 
 
-def call(api, token: str | None, body: Any = MESSAGE, headers: dict[str, str] | None = None):
+def call(
+    proxy: ServedProxy,
+    token: str | None,
+    body: Any = MESSAGE,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, httpx.Headers]:
     sent = {"anthropic-version": "2023-06-01", **(headers or {})}
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return api.call("POST", "/v1/messages", raw=raw, key=None, headers=sent)
+    reply = httpx.post(f"{proxy.url}/v1/messages", content=raw, headers=sent, timeout=30)
+    kind = reply.headers.get("content-type", "")
+    parsed = reply.json() if kind.startswith("application/json") else reply.text
+    return reply.status_code, parsed, reply.headers
 
 
 def test_forwards_with_the_real_credential_and_records_usage(
-    api, services, proxy, upstream, job_token, caplog
+    services, proxy, upstream, job_token, caplog
 ) -> None:
     caplog.set_level(logging.DEBUG)
     job_id, token = job_token
-    status, body, headers = call(api, token, headers={"anthropic-beta": "a,b,a"})
+    status, body, headers = call(proxy, token, headers={"anthropic-beta": "a,b,a"})
     assert status == 200, body
     assert body["id"] == "msg_1"
     (sent,) = upstream.requests
@@ -136,7 +100,7 @@ def test_forwards_with_the_real_credential_and_records_usage(
     "case", ["unknown", "no_bearer", "x_api_key", "revoked", "expired", "finished_job"]
 )
 def test_only_live_tokens_of_in_flight_jobs_pass(
-    api, services, proxy, upstream, job_token, case
+    services, proxy, upstream, job_token, case
 ) -> None:
     job_id, token = job_token
     headers: dict[str, str] = {}
@@ -153,7 +117,7 @@ def test_only_live_tokens_of_in_flight_jobs_pass(
     elif case == "finished_job":
         lifecycle.cancel_job(services, job_id)
         assert services.jobs.get_job(job_id).status is JobStatus.CANCELED
-    status, body, _ = call(api, token, headers=headers)
+    status, body, _ = call(proxy, token, headers=headers)
     assert status == 401
     assert body["error"] == "unauthorized"
     assert upstream.requests == []
@@ -170,50 +134,71 @@ def test_only_live_tokens_of_in_flight_jobs_pass(
         ({**MESSAGE, "pad": "x" * (4 * 1024 * 1024)}, 413, "body_too_large"),
     ],
 )
-def test_request_limits(api, proxy, upstream, job_token, body, status, reason) -> None:
-    got, reply, _ = call(api, job_token[1], body=body)
+def test_request_limits(proxy, upstream, job_token, body, status, reason) -> None:
+    got, reply, _ = call(proxy, job_token[1], body=body)
     assert (got, reply["error"]) == (status, reason)
     assert upstream.requests == []
 
 
-def test_upstream_429_pauses_dispatch_for_retry_after(api, proxy, upstream, job_token) -> None:
-    upstream.reply = (
-        429,
-        {"content-type": "application/json", "retry-after": "7"},
-        b'{"type":"error","error":{"type":"rate_limit_error"}}',
-    )
-    status, _, headers = call(api, job_token[1])
+def test_an_oversize_body_without_a_live_token_is_still_a_401(proxy, upstream) -> None:
+    """The token is checked first, as before: size limits tell strangers nothing."""
+    status, reply, _ = call(proxy, "fb_01JUNKNOWNUNKNOWNUNKNOWNUN", body=b"x" * (5 * 1024 * 1024))
+    assert (status, reply["error"]) == (401, "unauthorized")
+    assert upstream.requests == []
+
+
+def rate_limited(upstream: FakeAnthropic, *, retry_after: str) -> None:
+    upstream.status = 429
+    upstream.headers = {"content-type": "application/json", "retry-after": retry_after}
+    upstream.body = b'{"type":"error","error":{"type":"rate_limit_error"}}'
+
+
+def test_upstream_429_pauses_dispatch_for_retry_after(proxy, upstream, job_token) -> None:
+    rate_limited(upstream, retry_after="7")
+    status, _, headers = call(proxy, job_token[1])
     assert status == 429
     assert headers["retry-after"] == "7"
-    status, body, headers = call(api, job_token[1])
+    status, body, headers = call(proxy, job_token[1])
     assert (status, body["error"]) == (429, "rate_limited")
     assert 1 <= int(headers["retry-after"]) <= 7
     assert len(upstream.requests) == 1  # the paused request never reached upstream
 
 
+def test_the_pause_lifts_when_retry_after_has_passed(services, proxy, upstream, job_token) -> None:
+    rate_limited(upstream, retry_after="1")
+    assert call(proxy, job_token[1])[0] == 429
+    assert call(proxy, job_token[1])[1]["error"] == "rate_limited"
+    upstream.status, upstream.headers = 200, {"content-type": "application/json"}
+    upstream.body = json.dumps({"id": "m", "usage": {"input_tokens": 1}}).encode()
+    time.sleep(1.1)
+    assert call(proxy, job_token[1])[0] == 200
+    assert len(upstream.requests) == 2
+    # Refusals and upstream errors are not usage; only the one success counts.
+    assert services.jobs.get_job(job_token[0]).detail["proxy_usage"]["requests"] == 1
+
+
 def test_streaming_replies_pass_through_and_count_usage(
-    api, services, proxy, upstream, job_token
+    services, proxy, upstream, job_token
 ) -> None:
     events = [
         {"type": "message_start", "message": {"usage": {"input_tokens": 20, "output_tokens": 1}}},
         {"type": "content_block_delta", "delta": {"text": "hel"}},
         {"type": "message_delta", "usage": {"output_tokens": 30}},
     ]
-    sse = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
-    upstream.reply = (200, {"content-type": "text/event-stream"}, sse)
-    status, body, headers = call(api, job_token[1], body={**MESSAGE, "stream": True})
+    sent = upstream.stream_events(events, interval=0)
+    status, body, headers = call(proxy, job_token[1], body={**MESSAGE, "stream": True})
     assert status == 200
     assert headers["Content-Type"].startswith("text/event-stream")
-    assert body == sse.decode()
+    assert body == sent.decode()
     usage = services.jobs.get_job(job_token[0]).detail["proxy_usage"]
     assert (usage["input_tokens"], usage["output_tokens"]) == (20, 30)
 
 
-def test_per_token_concurrency_limit(api, proxy, upstream, job_token) -> None:
+def test_per_token_concurrency_limit(proxy, upstream, job_token) -> None:
     upstream.delay = 0.5
     results: list[int] = []
     threads = [
-        threading.Thread(target=lambda: results.append(call(api, job_token[1])[0]))
+        threading.Thread(target=lambda: results.append(call(proxy, job_token[1])[0]))
         for _ in range(3)
     ]
     for t in threads:
@@ -224,11 +209,25 @@ def test_per_token_concurrency_limit(api, proxy, upstream, job_token) -> None:
     assert sorted(results) == [200, 200, 429]
 
 
-def test_unreachable_upstream_is_a_502_without_details(api, proxy, upstream, job_token) -> None:
+def test_unreachable_upstream_is_a_502_without_details(proxy, upstream, job_token) -> None:
     upstream.close()
-    status, body, _ = call(api, job_token[1])
+    status, body, _ = call(proxy, job_token[1])
     assert (status, body["error"]) == (502, "upstream_error")
     assert REAL_KEY not in json.dumps(body)
+
+
+def test_missing_credential_is_a_503_after_the_token_check(services, upstream, job_token) -> None:
+    settings = ProxySettings(upstream_url=upstream.url, api_key="")
+    served = ServedProxy(lambda: LlmProxy(services.tokens, services.jobs, settings))
+    try:
+        assert call(served, None)[0] == 401
+        status, body, _ = call(served, job_token[1])
+        assert (status, body["error"]) == (503, "proxy_unconfigured")
+        health = httpx.get(f"{served.url}/healthz").json()
+        assert health == {"status": "degraded", "in_flight": 0, "reason": "llm_credential_missing"}
+    finally:
+        served.close()
+    assert upstream.requests == []
 
 
 def test_tokens_are_revoked_when_jobs_end(api, driver, services, job_token) -> None:
@@ -240,3 +239,49 @@ def test_tokens_are_revoked_when_jobs_end(api, driver, services, job_token) -> N
     driver.run_to_completion(job_id)
     assert services.jobs.get_job(job_id).status is JobStatus.READY
     assert services.tokens.verify(token) is None
+
+
+# ---- usage read from the events as they pass -------------------------------------------------
+
+
+def test_usage_is_the_same_wherever_the_chunks_split() -> None:
+    stream = sse(message_events(input_tokens=1234, output_tokens=567, text_deltas=5))
+    stream = stream.replace(b"\n", b"\r\n", 3)  # CRLF line ends are SSE too
+    whole = UsageMeter("text/event-stream")
+    whole.feed(stream)
+    assert whole.totals() == (1234, 567)
+    for size in (1, 2, 7, 64):
+        meter = UsageMeter("text/event-stream; charset=utf-8")
+        for i in range(0, len(stream), size):
+            meter.feed(stream[i : i + size])
+        assert meter.totals() == (1234, 567), size
+
+
+def test_usage_counts_are_cumulative_not_summed() -> None:
+    """Anthropic's message_delta repeats the cumulative counts (newer API versions include the
+    input count too); adding them up would bill the prompt twice."""
+    meter = UsageMeter("text/event-stream")
+    meter.feed(
+        sse(
+            [
+                {"type": "message_start", "message": {"usage": {"input_tokens": 9}}},
+                {"type": "message_delta", "usage": {"input_tokens": 9, "output_tokens": 4}},
+                {"type": "message_delta", "usage": {"output_tokens": 11}},
+            ]
+        )
+    )
+    assert meter.totals() == (9, 11)
+
+
+def test_json_usage_and_junk_are_handled() -> None:
+    meter = UsageMeter("application/json")
+    body = json.dumps({"usage": {"input_tokens": 3, "output_tokens": 4}}).encode()
+    meter.feed(body[:5])
+    meter.feed(body[5:])
+    assert meter.totals() == (3, 4)
+    junk = UsageMeter("text/event-stream")
+    junk.feed(b'data: {not json\n\ndata: [1]\n\ndata: {"usage": {"output_tokens": true}}\n')
+    assert junk.totals() == (0, 0)
+    last_line_without_newline = UsageMeter("text/event-stream")
+    last_line_without_newline.feed(b'data: {"usage": {"output_tokens": 8}}')
+    assert last_line_without_newline.totals() == (0, 8)

@@ -15,12 +15,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 import function_app
 from api.auth import Authenticator
-from api.llm_proxy import use_proxy
 from devhost.http_host import FunctionHost
+from proxy.server import proxy_from_env
 from shared.config.settings import (
     SECRET_SETTINGS,
     Settings,
@@ -35,6 +36,7 @@ from shared.pipeline.submission import submit_job
 from shared.services import Services, use_services
 from tests.azurite import ROOT, Azurite, free_port
 from tests.conftest import API_KEY, Api, submission
+from tests.proxy.harness import ServedProxy
 
 VAULT = "kv-foundry-public-name"  # derivable from the public app name: must never be a key
 
@@ -163,28 +165,34 @@ def test_healthz_says_when_no_keys_are_set_at_all(api, services) -> None:
 
 
 def test_llm_proxy_refuses_without_contacting_upstream(unresolved, monkeypatch) -> None:
-    api, svc = unresolved
+    _, svc = unresolved
     dead_upstream = f"http://127.0.0.1:{free_port()}"  # a forward would be a 502, not a 503
+    # The proxy container builds itself from the environment, as in Azure.
+    assert svc.settings.storage_connection_string is not None
+    monkeypatch.setenv(
+        "FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING", svc.settings.storage_connection_string
+    )
+    monkeypatch.setenv("FOUNDRY_SERVICE_TABLE_PREFIX", svc.settings.table_prefix)
     monkeypatch.setenv("FOUNDRY_SERVICE_ANTHROPIC_BASE_URL", dead_upstream)
     monkeypatch.setenv("FOUNDRY_SERVICE_ANTHROPIC_API_KEY", ref("anthropic-api-key"))
-    use_proxy(None)  # the route builds its proxy from the environment, as in Azure
+    served = ServedProxy(proxy_from_env)
     try:
         body = parse_submit(json.dumps(submission()).encode(), svc.settings)
         job = submit_job(svc, body, actor="test").job  # queued: in flight for the proxy
         token = svc.tokens.mint(job.job_id, expires_at=datetime.now(UTC) + timedelta(hours=1))
         message = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": []}
-        status, reply, _ = api.call(
-            "POST",
-            "/v1/messages",
-            raw=json.dumps(message).encode(),
-            key=None,
-            headers={"Authorization": f"Bearer {token}"},
+        answer = httpx.post(
+            f"{served.url}/v1/messages", json=message, headers={"Authorization": f"Bearer {token}"}
         )
+        health = httpx.get(f"{served.url}/healthz").json()
     finally:
-        use_proxy(None)
+        served.close()
+    status, reply = answer.status_code, answer.json()
     assert status == 503, reply
     assert reply["error"] == "proxy_unconfigured"
     assert VAULT not in json.dumps(reply)
+    assert health["status"] == "degraded" and health["reason"] == "llm_credential_missing"
+    assert VAULT not in json.dumps(health)
 
 
 def test_one_clear_log_line_at_start_naming_settings_not_values() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 import function_app
@@ -23,10 +24,12 @@ from shared.backends.base import StepState
 from shared.config.settings import Settings
 from shared.domain.models import JobStatus
 from shared.errors import TransientBackendError
+from shared.llm_proxy import LlmProxy, ProxySettings
 from shared.services import Services, use_services
 from shared.storage.clients import blob_limits, table_limits
 from tests.azurite import Azurite, start_azurite
 from tests.conftest import Api, make_settings, submission
+from tests.proxy.harness import ServedProxy
 
 ROUTE_BUDGET_SECS = 5.0
 
@@ -80,6 +83,17 @@ def test_defaults_bound_every_storage_call() -> None:
     assert tuned.storage_retry_total == 0
 
 
+def _proxy_call(llm: ServedProxy, message: bytes, token: str) -> tuple[int, Any, Any]:
+    """The LLM proxy (its own service) answers like a route: status, JSON, headers."""
+    answer = httpx.post(
+        f"{llm.url}/v1/messages",
+        content=message,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=ROUTE_BUDGET_SECS * 2,
+    )
+    return answer.status_code, answer.json(), answer.headers
+
+
 def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
     started = time.monotonic()
     try:
@@ -95,6 +109,8 @@ def test_frozen_storage_fails_fast_and_a_running_job_survives(outage, tmp_path, 
     svc = Services.build(settings)
     use_services(svc)
     api = Api(FunctionHost(function_app.app, client))
+    dead_upstream = ProxySettings(upstream_url="http://127.0.0.1:9", api_key="sk-test")
+    llm = ServedProxy(lambda: LlmProxy(svc.tokens, svc.jobs, dead_upstream))
     try:
         body = submission("outage", spec_md="# Outage\n\n<!-- foundry:sleep=3 -->\n")
         status, accepted, _ = api.call("POST", "/v1/jobs", body=body)
@@ -119,13 +135,7 @@ def test_frozen_storage_fails_fast_and_a_running_job_survives(outage, tmp_path, 
             "DELETE preview": lambda: api.call("DELETE", f"{job}/preview"),
             "GET healthz": lambda: api.call("GET", "/v1/healthz", key=None),
             "GET openapi": lambda: api.call("GET", "/v1/openapi.json", key=None),
-            "POST messages": lambda: api.call(
-                "POST",
-                "/v1/messages",
-                raw=message,
-                key=None,
-                headers={"Authorization": f"Bearer {token}"},
-            ),
+            "POST messages": lambda: _proxy_call(llm, message, token),
         }
         with ThreadPoolExecutor(len(calls)) as pool:
             futures = {name: pool.submit(_timed, call) for name, call in calls.items()}
@@ -136,11 +146,6 @@ def test_frozen_storage_fails_fast_and_a_running_job_survives(outage, tmp_path, 
 
         for name in calls:
             _, result = results[name]
-            if name == "POST messages":
-                # The proxy route's own error envelope belongs to its streaming rewrite; here
-                # it only has to give up in time instead of hanging on storage.
-                assert isinstance(result, TransientBackendError) or result[0] == 503
-                continue
             status, reply, headers = result
             if name == "GET openapi":
                 assert status == 200
@@ -177,6 +182,7 @@ def test_frozen_storage_fails_fast_and_a_running_job_survives(outage, tmp_path, 
         assert retried, "the poll that failed during the outage was retried"
     finally:
         outage.resume()
+        llm.close()
         use_services(None)
         for ref in svc.backend.list_resources():
             svc.backend.teardown(ref.job_id)
