@@ -1,12 +1,14 @@
 """Local dev server: hosts the app's functions without ``func``.
 
-    python -m devhost.server [--port 7071] [--azurite | --connection-string ...]
+    python -m devhost.server [--port 7071] [--proxy-port 7072] [--azurite]
 
 HTTP routes come from the app's own bindings (same handlers, same auth), the durable
 orchestrations run on the in-process driver on the real clock, and the maintenance timer fires
-every minute. With ``--azurite`` it starts the Azurite npm package on loopback and stops it by PID
-on exit. It is a stand-in for the Functions host, not the host: no task-hub persistence, so
-restarting it forgets running orchestrations (the reconciler repairs their jobs).
+every minute. The builders' LLM proxy is the deployed ASGI app on the deployed server (uvicorn),
+on its own loopback port, and builders are pointed at it (``FOUNDRY_SERVICE_BUILDER_PROXY_URL``).
+With ``--azurite`` it starts the Azurite npm package on loopback and stops it by PID on exit.
+It is a stand-in for the Functions host, not the host: no task-hub persistence, so restarting
+it forgets running orchestrations (the reconciler repairs their jobs).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -27,6 +30,7 @@ from devhost import admin_api, webhooks
 from devhost.client import InProcessDurableClient
 from devhost.driver import Driver
 from devhost.http_host import FunctionHost
+from proxy.server import bind, make_server, proxy_from_env
 from shared import log_context
 
 log = logging.getLogger("devhost")
@@ -35,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: ``FunctionHost`` and gets the JSON envelope instead of aiohttp's bare 400. (The real host's
 #: Kestrel refuses request lines over 8 KB and headers over 32 KB itself, with no JSON.)
 PARSER_LIMITS: dict[str, Any] = {"max_line_size": 1024 * 1024, "max_field_size": 1024 * 1024}
+DEFAULT_PROXY_PORT = 7072
 
 
 def _pump(driver: Driver, stop: threading.Event) -> None:
@@ -84,7 +89,7 @@ async def _timer_loop(host: FunctionHost, every: float) -> None:
             log.exception("maintenance failed")
 
 
-async def serve(port: int, maintenance_every: float) -> None:
+async def serve(port: int, maintenance_every: float, proxy_socket: socket.socket) -> None:
     import function_app  # imported late so the environment is set first
 
     driver = Driver(function_app.app, realtime=True)
@@ -97,13 +102,18 @@ async def serve(port: int, maintenance_every: float) -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     timer = asyncio.create_task(_timer_loop(host, maintenance_every))
+    llm_proxy = make_server(proxy_from_env, embedded=True, graceful_secs=2)
+    proxy_task = asyncio.create_task(llm_proxy.serve(sockets=[proxy_socket]))
     log.info("Foundry build service on http://127.0.0.1:%d (try GET /v1/healthz)", port)
+    log.info("LLM proxy on %s/v1/messages", os.environ["FOUNDRY_SERVICE_BUILDER_PROXY_URL"])
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
     await done.wait()
     timer.cancel()
+    llm_proxy.should_exit = True
+    await proxy_task
     stop.set()
     await runner.cleanup()
 
@@ -111,6 +121,9 @@ async def serve(port: int, maintenance_every: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument(
+        "--proxy-port", type=int, default=DEFAULT_PROXY_PORT, help="LLM proxy port (0: any free)"
+    )
     parser.add_argument(
         "--azurite", action="store_true", help="start Azurite (npm package) on free loopback ports"
     )
@@ -137,7 +150,12 @@ def main() -> None:
     if not os.environ.get("FOUNDRY_SERVICE_API_KEYS"):
         log.warning("FOUNDRY_SERVICE_API_KEYS is empty: every /v1 call will be refused (401)")
     try:
-        asyncio.run(serve(args.port, args.maintenance_every))
+        proxy_socket = bind("127.0.0.1", args.proxy_port)
+        # Builders get this as ANTHROPIC_BASE_URL; set before the app reads its settings.
+        os.environ["FOUNDRY_SERVICE_BUILDER_PROXY_URL"] = (
+            f"http://127.0.0.1:{proxy_socket.getsockname()[1]}"
+        )
+        asyncio.run(serve(args.port, args.maintenance_every, proxy_socket))
     finally:
         if emulator is not None:
             emulator.stop()
