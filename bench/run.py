@@ -5,7 +5,7 @@ on loopback: Azurite, the dev server, the clients.
 Measures: submit and poll latency (p50/p99) at 1, 10 and 50 concurrent clients; poll latency
 against a bare Table point read; orchestration history events and storage calls per job;
 log-follow latency (builder appends a line -> visible through ``/logs?cursor=``); dev-server
-peak memory.
+peak memory; the first-byte latency the LLM proxy adds (``bench/proxy_latency.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import chart  # noqa: E402
+from bench import chart, proxy_latency  # noqa: E402
 from tests.azurite import free_port, start_azurite  # noqa: E402
 
 KEY = "bench-key"
@@ -229,7 +229,7 @@ def main() -> None:
     }
     server_log = (scratch / "server.log").open("wb")
     server = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter runs the dev server
-        [sys.executable, "-m", "devhost.server", "--port", str(port)],
+        [sys.executable, "-m", "devhost.server", "--port", str(port), "--proxy-port", "0"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -248,6 +248,7 @@ def main() -> None:
         ratio = point_read_ms(azurite.connection_string, prefix, base)
         costs = per_job_costs(azurite.connection_string, scratch / "inproc")
         memory = peak_rss_mb(server.pid)
+        llm_proxy = proxy_latency.first_byte_overhead(azurite.connection_string)
     finally:
         server.terminate()
         server.wait(10)
@@ -259,6 +260,7 @@ def main() -> None:
         "per_job": costs,
         "log_follow": follow,
         "dev_server_peak_rss_mb": memory,
+        "llm_proxy_first_byte": llm_proxy,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -285,6 +287,7 @@ def main() -> None:
         f"{follow['max_s']:.2f} s over {follow['lines']} lines"
     )
     print(f"dev server peak RSS: {memory:.0f} MiB")
+    print(proxy_latency.summary(llm_proxy))
 
 
 if __name__ == "__main__":
