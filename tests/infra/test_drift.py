@@ -13,6 +13,7 @@ from shared.llm_proxy import ProxySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_BICEP = ROOT / "infra" / "app" / "function.bicep"  # the Function App and its app settings
+PROXY_BICEP = ROOT / "infra" / "app" / "proxy.bicep"  # the LLM proxy (not wired yet)
 #: Read by the code, deliberately not deployed: local backend, emulator and test overrides.
 DEV_ONLY = {
     "FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING",
@@ -121,6 +122,7 @@ def test_every_bicep_file_parses() -> None:
         "app/identity.bicep",
         "app/keyvault.bicep",
         "app/monitoring.bicep",
+        "app/proxy.bicep",
         "app/rbac.bicep",
         "app/storage.bicep",
     }
@@ -130,3 +132,38 @@ def test_every_bicep_file_parses() -> None:
 
 def test_the_syntax_check_catches_errors() -> None:
     assert bicep_syntax_errors(b"resource x 'Microsoft.Web/sites@2024-04-01' = {\n  name: \n")
+
+
+def names_the_proxy_bicep_sets() -> dict[str, str]:
+    """``name -> value or secretRef`` of the proxy container's environment."""
+    text = PROXY_BICEP.read_text()
+    return dict(
+        re.findall(
+            r"\{ name: '(FOUNDRY_SERVICE_[A-Z0-9_]+)', (?:value|secretRef): ([^}]+?) \}", text
+        )
+    )
+
+
+def test_the_proxy_container_gets_every_proxy_setting_and_its_storage() -> None:
+    env = RecordingEnv({})
+    ProxySettings.from_env(env)
+    needed = {n for n in env.read if n.startswith("FOUNDRY_SERVICE_")} | {
+        "FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT",  # the job and token tables, by managed identity
+        "FOUNDRY_SERVICE_TABLE_PREFIX",
+    }
+    missing = needed - names_the_proxy_bicep_sets().keys()
+    assert not missing, f"set these in {PROXY_BICEP.name}: {sorted(missing)}"
+
+
+def test_the_proxy_bicep_sets_nothing_the_code_ignores() -> None:
+    unused = names_the_proxy_bicep_sets().keys() - names_the_code_reads()
+    assert not unused, f"nothing reads {sorted(unused)}"
+
+
+def test_the_proxy_reads_its_credential_from_key_vault_only() -> None:
+    text = PROXY_BICEP.read_text()
+    assert (
+        names_the_proxy_bicep_sets()["FOUNDRY_SERVICE_ANTHROPIC_API_KEY"] == "'anthropic-api-key'"
+    )
+    assert "keyVaultUrl: '${keyVault.properties.vaultUri}secrets/anthropic-api-key'" in text
+    assert "external: false" in text  # builders reach it inside the environment; nothing public
