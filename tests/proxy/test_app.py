@@ -312,4 +312,5 @@ def test_small_replies_are_not_held_back_waiting_for_an_ack(proxy) -> None:
             start = time.perf_counter()
             assert client.post(f"{proxy.url}/v1/messages", json={}).status_code == 401
             took.append(time.perf_counter() - start)
-    assert sorted(took)[10] < 0.025, took
+    # The stall hits every reply; a busy machine only slows some. So: the fastest quarter.
+    assert sorted(took)[5] < 0.025, took
