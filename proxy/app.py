@@ -98,29 +98,35 @@ class ProxyApp:
         if body is None:
             return  # the builder left before its request was in
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        work = asyncio.create_task(_answer(proxy, headers, body, send))
+        # The server reports "disconnect" once the reply is complete too; only a disconnect
+        # before the last byte went out is a hang-up.
+        sent_all = asyncio.Event()
+        work = asyncio.create_task(_answer(proxy, headers, body, send, sent_all))
         gone = asyncio.create_task(_until_disconnect(receive))
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not work.done():
-                log.info("builder hung up; closing its upstream request")
-            work.cancel()
             gone.cancel()
+            if not work.done() and not sent_all.is_set():
+                log.info("builder hung up; closing its upstream request")
+                work.cancel()
             await asyncio.gather(work, gone, return_exceptions=True)
         if not work.cancelled() and (error := work.exception()) is not None:
             raise error
 
 
-async def _answer(proxy: LlmProxy, headers: dict[str, str], body: bytes, send: Send) -> None:
+async def _answer(
+    proxy: LlmProxy, headers: dict[str, str], body: bytes, send: Send, sent_all: asyncio.Event
+) -> None:
     reply = await proxy.open(headers, body)
     if isinstance(reply, ProxyReply):
         await _send_whole(send, reply.status, reply.headers, reply.body)
+        sent_all.set()
         return
-    await _relay(reply, send)
+    await _relay(reply, send, sent_all)
 
 
-async def _relay(relay: Relay, send: Send) -> None:
+async def _relay(relay: Relay, send: Send, sent_all: asyncio.Event) -> None:
     try:
         await send(
             {"type": "http.response.start", "status": relay.status, "headers": _raw(relay.headers)}
@@ -133,6 +139,7 @@ async def _relay(relay: Relay, send: Send) -> None:
             # Usage is on the job before the builder sees the end (as when replies were whole).
             await relay.aclose()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            sent_all.set()
         # else: returning without the last chunk makes the server drop the connection (ASGI),
         # so the builder sees the stream break instead of a clean, truncated end.
     finally:
