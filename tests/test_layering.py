@@ -1,7 +1,8 @@
 """The layering rules, executed: imports point one way and the pure domain stays pure.
 
-``api/ timers/ admin/ -> orchestrators/ activities/ -> shared/``; ``shared/domain`` imports no
-Azure SDK and no adapter; orchestrators also obey the bans in ``orchestrators/ruff.toml``."""
+``api/ timers/ admin/ proxy/ -> orchestrators/ activities/ -> shared/``; ``shared/domain``
+imports no Azure SDK and no adapter; ``proxy/`` (its own container) needs nothing but ``shared/``;
+orchestrators also obey the bans in ``orchestrators/ruff.toml``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LAYER = ("api", "timers", "admin", "devhost", "bench", "tests")
+TOP_LAYER = ("api", "timers", "admin", "devhost", "bench", "tests", "proxy")
 MIDDLE_LAYER = ("orchestrators", "activities")
 
 
@@ -50,6 +51,13 @@ def test_shared_imports_nothing_above_it() -> None:
 def test_orchestrators_and_activities_import_no_top_layer() -> None:
     assert violations("orchestrators", TOP_LAYER) == []
     assert violations("activities", TOP_LAYER) == []
+
+
+def test_the_proxy_service_needs_only_shared() -> None:
+    """The proxy image ships ``proxy/`` and ``shared/`` only (proxy/Dockerfile)."""
+    others = tuple(p for p in TOP_LAYER if p != "proxy") + MIDDLE_LAYER + ("function_app",)
+    assert violations("proxy", others) == []
+    assert violations("proxy", ("azure.functions", "azure.durable_functions")) == []
 
 
 def test_the_domain_is_pure() -> None:
