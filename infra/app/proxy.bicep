@@ -3,11 +3,14 @@
 // replies (docs/llm-proxy.md), reads proxy tokens and job rows from the job storage account and
 // records usage there, and holds the real Anthropic credential as a Key Vault secret reference.
 //
-// Wiring (resources.bicep), once the image exists in the registry:
-//   module llmProxy 'proxy.bicep' = if (!empty(proxyImage)) { params: { ... } }
-//   FOUNDRY_SERVICE_BUILDER_PROXY_URL: llmProxy.outputs.url   (Function App setting)
-// The anthropic-api-key secret must exist in the vault before this deploys (ACA resolves it when
-// the revision is created; a missing secret fails the deployment, never serves without a key).
+// Not wired yet (docs/llm-proxy.md, "Deploying it"). In main.bicep, once an image exists:
+//   module llmProxy 'app/proxy.bicep' = if (!empty(proxyImage)) {
+//     name: 'foundry-llm-proxy', scope: rg, params: { location, tags, resourceToken, image: proxyImage,
+//       environmentId: build.outputs.acaEnvironmentId, registryName: build.outputs.registryName,
+//       keyVaultName: keyVault.outputs.keyVaultName,
+//       anthropicKeySecretName: keyVault.outputs.anthropicKeySecretName,
+//       jobStorageName: storage.outputs.jobStorageName, appInsightsName: monitoring.outputs.appInsightsName } }
+// and the Function App's FOUNDRY_SERVICE_BUILDER_PROXY_URL becomes llmProxy.outputs.url.
 param location string
 param tags object
 param resourceToken string
@@ -15,6 +18,8 @@ param resourceToken string
 param environmentId string
 param registryName string
 param keyVaultName string
+@description('Name of the Key Vault secret holding the Anthropic key (keyvault.bicep creates it first).')
+param anthropicKeySecretName string = 'anthropic-api-key'
 param jobStorageName string
 param appInsightsName string
 @description('The proxy image, e.g. <acr>.azurecr.io/foundry-llm-proxy:1 (built from proxy/Dockerfile).')
@@ -108,7 +113,7 @@ resource proxyApp 'Microsoft.App/containerApps@2024-03-01' = {
       secrets: [
         {
           name: 'anthropic-api-key'
-          keyVaultUrl: '${keyVault.properties.vaultUri}secrets/anthropic-api-key'
+          keyVaultUrl: '${keyVault.properties.vaultUri}secrets/${anthropicKeySecretName}'
           identity: proxyIdentity.id
         }
       ]

@@ -165,5 +165,5 @@ def test_the_proxy_reads_its_credential_from_key_vault_only() -> None:
     assert (
         names_the_proxy_bicep_sets()["FOUNDRY_SERVICE_ANTHROPIC_API_KEY"] == "'anthropic-api-key'"
     )
-    assert "keyVaultUrl: '${keyVault.properties.vaultUri}secrets/anthropic-api-key'" in text
+    assert "keyVaultUrl: '${keyVault.properties.vaultUri}secrets/${anthropicKeySecretName}'" in text
     assert "external: false" in text  # builders reach it inside the environment; nothing public
