@@ -99,6 +99,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     FOUNDRY_SERVICE_ANTHROPIC_BASE_URL: 'https://api.anthropic.com'
     FOUNDRY_SERVICE_BUILD_BACKEND: 'azure_container_apps'
     FOUNDRY_SERVICE_BUILDER_PROXY_URL: 'https://${functionApp.properties.defaultHostName}'
+    FOUNDRY_SERVICE_BUILDER_API_URL: 'https://${functionApp.properties.defaultHostName}'
     FOUNDRY_SERVICE_TABLE_PREFIX: 'foundry'
     FOUNDRY_SERVICE_STORAGE_CONNECT_TIMEOUT_SECS: '3'
     FOUNDRY_SERVICE_STORAGE_READ_TIMEOUT_SECS: '3'

@@ -48,9 +48,9 @@ _RUNNING_RUN = {"Queued", "Started", "Running"}
 
 
 def build_events_url(settings: Settings, job_id: str) -> str:
-    """Where the build runner posts its notices (api/build_events.py): the service is the host
-    of the LLM proxy the builder already reaches."""
-    return f"{settings.proxy_base_url.rstrip('/')}/v1/jobs/{job_id}/build-events"
+    """Where the build runner posts its notices (api/build_events.py): this service, which is
+    not where the LLM proxy is (that is its own Container App, docs/llm-proxy.md)."""
+    return f"{settings.api_base_url.rstrip('/')}/v1/jobs/{job_id}/build-events"
 
 
 def build_job_name(job_id: str) -> str:

@@ -123,7 +123,10 @@ class Settings:
     #: How long a build's storage grant and proxy token outlive its build timeout: the wait for
     #: the job's replica to start, plus the final uploads after a stop.
     sas_grant_margin_secs: int = 1800
+    #: The LLM proxy as build jobs reach it (their ANTHROPIC_BASE_URL): its own service.
     proxy_base_url: str = "http://127.0.0.1:7072"
+    #: This service as build jobs reach it (the runner posts its build notices there).
+    api_base_url: str = "http://127.0.0.1:7071"
     local_work_dir: str = ".foundry-local"
     local_builder_command: str = ""
     local_preview_host: str = "127.0.0.1"
@@ -182,6 +185,7 @@ class Settings:
                 env, ENV_PREFIX + "SAS_GRANT_MARGIN_SECS", 1800, minimum=300
             ),
             proxy_base_url=get("BUILDER_PROXY_URL", "http://127.0.0.1:7072"),
+            api_base_url=get("BUILDER_API_URL", "http://127.0.0.1:7071"),
             local_work_dir=get("LOCAL_WORK_DIR", ".foundry-local"),
             local_builder_command=get("LOCAL_BUILDER_COMMAND"),
             local_preview_host=get("LOCAL_PREVIEW_HOST", "127.0.0.1"),

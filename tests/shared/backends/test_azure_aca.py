@@ -144,7 +144,9 @@ def test_a_job_runs_end_to_end_on_azure(api, driver, azure, fake) -> None:
     assert "ANTHROPIC_API_KEY" not in env
     assert env["FOUNDRY_STORAGE_GRANT"]["secretRef"] == "storage-grant"
     events_url = env["FOUNDRY_BUILD_EVENTS_URL"]["value"]
-    assert events_url == f"{azure.settings.proxy_base_url}/v1/jobs/{job_id}/build-events"
+    assert events_url == f"{azure.settings.api_base_url}/v1/jobs/{job_id}/build-events"
+    assert env["ANTHROPIC_BASE_URL"]["value"] == azure.settings.proxy_base_url
+    assert azure.settings.api_base_url != azure.settings.proxy_base_url  # two services
     assert len(fake.calls("POST", "/start$")) == 1
     grant = grant_of(fake, job_id)
     assert set(grant) == {
