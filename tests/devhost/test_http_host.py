@@ -41,7 +41,11 @@ def test_routes_are_tried_in_the_hosts_order_with_the_catch_all_last(host) -> No
     assert names[-1] == CATCH_ALL_FUNCTION
 
 
-@pytest.mark.parametrize("path", ["/", "/nothing", "/v1", "/v1/jobs/x/y/z", "/api/v1/jobs"])
+@pytest.mark.parametrize(
+    "path",
+    # /v1/messages too: the LLM proxy is its own service (docs/llm-proxy.md), not a function.
+    ["/", "/nothing", "/v1", "/v1/jobs/x/y/z", "/api/v1/jobs", "/v1/messages"],
+)
 def test_an_unknown_path_is_a_json_404_from_the_apps_catch_all(host, path: str) -> None:
     status, body, _ = call(host, "GET", path)
     assert status == 404
@@ -56,7 +60,7 @@ def test_an_unknown_path_is_a_json_404_from_the_apps_catch_all(host, path: str) 
         ("DELETE", "/v1/jobs/fj_01JZ8Q4T6W3M9V2K7H5N1R0C8D", "GET"),
         ("GET", "/v1/jobs/anything/cancel", "POST"),
         ("POST", "/v1/jobs/anything/preview", "DELETE"),
-        ("GET", "/v1/messages", "POST"),
+        ("GET", "/v1/jobs/anything/build-events", "POST"),
         ("PATCH", "/v1/jobs/x/diagnostics", "GET"),
         ("HEAD", "/v1/healthz", "GET"),
     ],
