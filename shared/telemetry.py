@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from shared.identity import service_credential
+
 log = logging.getLogger(__name__)
 
 
@@ -18,13 +20,11 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     connection = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
     if not connection:
         return False
-    from azure.identity import ManagedIdentityCredential
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     options: dict[str, Any] = {"connection_string": connection}
-    client_id = env.get("AZURE_CLIENT_ID", "").strip()
     if "Authorization=AAD" in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""):
-        options["credential"] = ManagedIdentityCredential(client_id=client_id or None)
+        options["credential"] = service_credential()
     configure_azure_monitor(**options)
     log.info("OpenTelemetry export to Application Insights is on")
     return True

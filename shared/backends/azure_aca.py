@@ -36,6 +36,7 @@ from shared.errors import (
     TransientBackendError,
     translate_azure_errors,
 )
+from shared.identity import service_credential
 from shared.storage.job_blobs import ARTIFACT_PATH, JobBlobs, builder_grant, job_blob
 
 log = logging.getLogger(__name__)
@@ -99,15 +100,7 @@ class AzureContainerAppsBackend:
 
     @classmethod
     def from_env(cls, settings: Settings, blobs: JobBlobs) -> AzureContainerAppsBackend:
-        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-        az = AzureSettings.from_env()
-        credential: TokenCredential = (
-            ManagedIdentityCredential(client_id=az.mi_client_id)
-            if az.mi_client_id
-            else DefaultAzureCredential()
-        )
-        return cls(settings, az, blobs, credential)
+        return cls(settings, AzureSettings.from_env(), blobs, service_credential())
 
     def close(self) -> None:
         self.aca.close()

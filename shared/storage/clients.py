@@ -11,13 +11,13 @@ instead of hanging on it.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
 from shared.config.settings import Settings
+from shared.identity import service_credential
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -28,11 +28,8 @@ RETRY_BACKOFF_SECS = 0.5
 RETRY_BACKOFF_MAX_SECS = 2.0
 
 
-@functools.lru_cache(maxsize=1)
 def default_credential() -> TokenCredential:
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential()
+    return service_credential()
 
 
 class _ShortLinearRetry(LinearRetry):

@@ -47,9 +47,13 @@ def test_telemetry_exports_with_the_managed_identity(monkeypatch) -> None:
     import azure.monitor.opentelemetry as otel
 
     from shared import telemetry
+    from shared.identity import service_credential
+    from shared.storage.clients import default_credential
 
     seen = {}
     monkeypatch.setattr(otel, "configure_azure_monitor", lambda **kw: seen.update(kw))
+    monkeypatch.setenv("AZURE_CLIENT_ID", "abc")
+    service_credential.cache_clear()
     assert telemetry.configure(
         {
             "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
@@ -59,3 +63,6 @@ def test_telemetry_exports_with_the_managed_identity(monkeypatch) -> None:
     )
     assert seen["connection_string"].startswith("InstrumentationKey=")
     assert type(seen["credential"]).__name__ == "ManagedIdentityCredential"
+    # One credential for the process: telemetry, storage and the backend share it.
+    assert seen["credential"] is service_credential() is default_credential()
+    service_credential.cache_clear()
