@@ -8,12 +8,18 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from shared.domain.models import IN_FLIGHT_STATUSES, FailureCode, JobRecord, JobStatus, StepResult
+from shared.domain.models import (
+    CLEANED_PHASE,
+    IN_FLIGHT_STATUSES,
+    FailureCode,
+    JobRecord,
+    JobStatus,
+    StepResult,
+)
 from shared.errors import IllegalTransition
 from shared.services import Services
 
 log = logging.getLogger(__name__)
-CLEANED_PHASE = "cleaned"
 
 
 def _now() -> datetime:
