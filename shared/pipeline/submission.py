@@ -67,10 +67,12 @@ def submit_job(svc: Services, req: SubmitRequest, *, actor: str) -> SubmitOutcom
 
 @dataclass
 class _Written:
-    """What an accepting submit has written so far, so a refusal or failure can take it back."""
+    """What an accepting submit has (or may have) written, so a refusal or failure can take it
+    back."""
 
     app_name: bool = False
     inputs: bool = False
+    job_row: bool = False
 
 
 def _accept(
@@ -100,14 +102,15 @@ def _accept(
         queue = svc.jobs.queue_snapshot()
         if not queue.free_slots(cap):
             raise QueueFull("the build queue is full")
+        written.inputs = True  # before the call: a failure may come after a blob was stored
         svc.blobs.put_inputs(job_id, spec_md=req.spec_md, tasks_md=req.tasks_md)
-        written.inputs = True
+        written.job_row = True
         inserted = svc.jobs.insert_job(job, actor=actor, queue_cap=cap, queue=queue)
     except Refused:
         _take_back(svc, req, claim, job_id, written)
         raise
     except Exception as failure:
-        if written.inputs:
+        if written.job_row:
             # The transaction may have committed although we saw an error (a lost reply). Take
             # back only what provably has no job row. If that cannot be told, leave it: the stale
             # claims become takeable and the orphan-input sweep removes the inputs.
