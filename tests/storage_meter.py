@@ -23,6 +23,7 @@ class Exchange:
     path: str
     status: int
     entities: int
+    label: str = ""  # what the caller said it was doing (StorageMeter.label)
 
 
 @dataclass
@@ -67,6 +68,8 @@ class StorageMeter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tally: Tally | None = None
+        #: Recorded with each exchange (e.g. the activity running), to attribute costs.
+        self.label = ""
 
     def client_options(self) -> dict[str, Any]:
         return {"raw_response_hook": self.on_response}
@@ -83,6 +86,7 @@ class StorageMeter:
             path=urlsplit(request.url).path,
             status=response.status_code,
             entities=_entities(response) if is_table else 0,
+            label=self.label,
         )
         with self._lock:
             if self._tally is not None:
