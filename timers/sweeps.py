@@ -112,7 +112,7 @@ async def _reconcile(
     # canceled within the last day): a key range of the index.
     canceled = await asyncio.to_thread(svc.jobs.canceled_since, now - CANCEL_WATCH)
     if any(job.status is JobStatus.QUEUED for job in in_flight):
-        queued = await asyncio.to_thread(lifecycle.next_in_queue, svc)
+        queued = lifecycle.next_in_queue(svc, active)
         report.woken.extend(await signals.wake_queued(client, queued))
     for entry in canceled:
         try:
