@@ -19,9 +19,13 @@ Invariant: for a job row marked indexed (``ix``), the ``~a~``/``~c~``/``~p~``/``
 exist for it are exactly :func:`index_rows` of that row. All rows share the PartitionKey, so every
 write of a job row is one entity-group transaction (atomic, guarded by the job row's ETag) that
 also adds, replaces or deletes its index rows and appends its history row. There is no crash
-point at which the two disagree, so nothing needs repairing after a crash. Only job rows written
-before the index existed lack ``ix``; ``JobStore.reindex`` brings them in, and their first write
-does too.
+point at which the two disagree, so nothing needs repairing after a crash.
+
+A job row lacks ``ix`` only if code that keeps no index wrote it: before the upgrade that added
+the index, or an old instance during that rolling upgrade (which may leave rows of an earlier
+state behind). The next write of such a row, or ``JobStore.reindex`` (``python -m admin
+reindex``), deletes every index row the job could have (found by key, and its queue slots by
+reading the queue) and writes the right ones, which restores the invariant.
 """
 
 from __future__ import annotations

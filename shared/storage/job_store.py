@@ -456,7 +456,8 @@ class JobStore:
         """Read, mutate, and write the job row with its index changes in one transaction,
         conditional on the ETag read. ``adopt`` forces the write for an unindexed row (reindex)."""
         missing: set[str] = set()
-        for _ in range(_MAX_CAS_ATTEMPTS):
+        # Each missing index row costs one more attempt; there are at most a handful per job.
+        for _ in range(_MAX_CAS_ATTEMPTS + 8):
             stored = self._read(job_id)
             current = stored.job
             if adopt and stored.indexed:
@@ -464,39 +465,66 @@ class JobStore:
             changed = mutate(current)
             if changed is current:
                 return current, current
-            slot = self._slot_after(stored, changed, adopt)
+            present, slot = self._present_index(stored, changed)
             history = None
             if reason is not None:
                 history = ix.history_row(
                     job_id, current.status, changed.status, scrub(reason)[:1024], at=utcnow()
                 )
-            ops = self._write_plan(stored, changed, slot, history, missing)
+            ops = self._write_plan(stored, changed, slot, history, present, missing)
             try:
                 metas = self._transact(ops, "update job")
             except _OperationRefused as refused:
+                op, row = ops[refused.index][0], ops[refused.index][1]
                 if refused.index == 0 and refused.status == 404:
                     raise NotFound(f"job {job_id}: not found") from None
                 if refused.index == 0 and refused.status == 412:
                     continue  # the row changed since we read it
-                if refused.status == 404 and ops[refused.index][0] == "delete":
+                if refused.status == 404 and op == "delete":
                     # An index row that should be there is not: its absence is the goal anyway.
-                    missing.add(str(ops[refused.index][1]["RowKey"]))
+                    missing.add(str(row["RowKey"]))
                     continue
-                if refused.status == 409 and adopt and slot is not None:
-                    continue  # reindex picked a queue slot a submit took meanwhile
+                if refused.status == 409 and op == "create":
+                    continue  # a queue slot picked for an unindexed row was taken meanwhile
                 raise ConcurrencyConflict(f"update job {job_id}: {refused}") from None
             changed.etag = metas[0].get("etag")
             return current, changed
-        raise ConcurrencyConflict(f"job {job_id} kept changing; gave up after {_MAX_CAS_ATTEMPTS}")
+        raise ConcurrencyConflict(f"job {job_id} kept changing; gave up")
 
-    def _slot_after(self, stored: _Stored, changed: JobRecord, adopt: bool) -> int | None:
-        if changed.status is not JobStatus.QUEUED:
-            return None
-        if stored.queue_slot is None and adopt:
-            # A queued job from before the index: give it a slot (above the cap if need be, so
+    def _present_index(
+        self, stored: _Stored, changed: JobRecord
+    ) -> tuple[dict[str, dict[str, Any] | None], int | None]:
+        """The index rows the job has now (``None``: may exist, content unknown) and its queue
+        slot after the write.
+
+        An indexed row's rows are exactly ``index_rows`` of it (the invariant). A row without
+        ``ix`` was written by code that kept no index, possibly after this code had indexed it
+        (a rolling upgrade), so rows of an earlier state may be left: every row it could have is
+        a candidate for deletion, found by key (active, canceled, purge) or by reading the queue
+        slots (at most the queue cap)."""
+        if stored.indexed:
+            present: dict[str, dict[str, Any] | None] = dict(
+                index_rows(stored.job, stored.queue_slot)
+            )
+            slot = stored.queue_slot if changed.status is JobStatus.QUEUED else None
+            return present, slot
+        job = stored.job
+        held = [e.slot for e in self.queue_snapshot().entries if e.job_id == job.job_id]
+        key = job_key(job.job_id)
+        ended = ix.stamp(ix.finished_or_created(job))
+        candidates = [
+            ix.ACTIVE + key,
+            f"{ix.CANCEL_WATCH}{ended}~{key}",
+            f"{ix.PURGE}{ended}~{key}",
+            *(ix.queue_key(s) for s in held),
+        ]
+        present = dict.fromkeys(candidates)
+        slot = None
+        if changed.status is JobStatus.QUEUED:
+            # Keep a slot it still holds; else take a free one (above the cap if need be, so
             # the cap holds new submits back until the queue drains below it).
-            return random.choice(self.queue_snapshot().free_slots(None))
-        return stored.queue_slot
+            slot = held[0] if held else random.choice(self.queue_snapshot().free_slots(None))
+        return present, slot
 
     @staticmethod
     def _write_plan(
@@ -504,6 +532,7 @@ class JobStore:
         changed: JobRecord,
         slot: int | None,
         history: dict[str, Any] | None,
+        present: dict[str, dict[str, Any] | None],
         missing: set[str],
     ) -> list[tuple[Any, ...]]:
         ops: list[tuple[Any, ...]] = [
@@ -517,12 +546,15 @@ class JobStore:
                 },
             )
         ]
-        before = index_rows(stored.job, stored.queue_slot) if stored.indexed else {}
         after = index_rows(changed, slot)
-        for key in sorted(before.keys() - after.keys() - missing):
+        for key in sorted(present.keys() - after.keys() - missing):
             ops.append(("delete", {"PartitionKey": JOBS_PARTITION, "RowKey": key}))
         for key, row in after.items():
-            if before.get(key) != row:
+            if key in present and present[key] == row:
+                continue
+            if key.startswith(ix.QUEUE) and key not in present:
+                ops.append(("create", row))  # a slot is taken, never overwritten
+            else:
                 ops.append(("upsert", row, {"mode": UpdateMode.REPLACE}))
         if history is not None:
             ops.append(("upsert", history))

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from azure.data.tables import UpdateMode
 
 from shared.domain.ids import new_job_id, newest_first_key
 from shared.domain.models import CLEANED_PHASE, PURGED_PHASE, JobStatus
@@ -294,3 +295,19 @@ def test_hot_path_reads_do_not_grow_with_finished_jobs(metered) -> None:
     # A list page reads one page: at most page size + queue rows, however many jobs exist.
     assert some["list"] == more["list"] == (2, 20 + 2)
     assert jobs.count([JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED]) == 2000
+
+
+def test_rows_left_by_code_without_the_index_are_cleaned_up(services) -> None:
+    """A rolling upgrade: an instance still on the old code moves an indexed queued job on
+    without touching its index rows (and drops ``ix``). The next write by this code finds
+    every row the job could have had and deletes the stale ones."""
+    jobs = services.jobs
+    job = new_job()
+    jobs.insert_job(job, queue_cap=5)
+    old_write = record_to_entity(replace(job, status=JobStatus.BUILDING))
+    del old_write["ix"]
+    jobs.jobs.upsert_entity(old_write, mode=UpdateMode.REPLACE)
+    assert jobs.count([JobStatus.QUEUED]) == 1  # its stale slot still counts
+    jobs.transition(job.job_id, JobStatus.CANCELED, reason="x", finished_at=datetime.now(UTC))
+    assert_index_matches(services, job.job_id)
+    assert jobs.count([JobStatus.QUEUED]) == 0 and jobs.active() == []
