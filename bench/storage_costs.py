@@ -117,10 +117,15 @@ def body(tag: str) -> dict[str, Any]:
     }
 
 
+def _accepted(status: int, reply: Any) -> None:
+    if status != 202:
+        raise RuntimeError(f"submit refused: {status} {reply}")
+
+
 def submit_round_trips(env: InProcess) -> dict[str, Any]:
     with env.meter.measure() as new:
         status, accepted = env.call("POST", "/v1/jobs", body("rt"))
-    assert status == 202, accepted
+    _accepted(status, accepted)
     with env.meter.measure() as replay:
         env.call("POST", "/v1/jobs", body("rt"))
     from shared.domain.models import JobStatus
@@ -155,7 +160,7 @@ def short_job(env: InProcess) -> dict[str, Any]:
     env.driver.activity_hook = label
     with env.meter.measure() as submit:
         status, accepted = env.call("POST", "/v1/jobs", body("short"))
-    assert status == 202, accepted
+    _accepted(status, accepted)
     job_id = accepted["job_id"]
     with env.meter.measure() as run:
         inst = env.driver.run_to_completion(job_id, between_timers=lambda: time.sleep(0.02))
@@ -164,6 +169,8 @@ def short_job(env: InProcess) -> dict[str, Any]:
         env.call("GET", f"/v1/jobs/{job_id}")
     activities = len(inst.activity_calls)
     per_activity: dict[str, Counter[str]] = {}
+    for name, _input, _attempt in inst.activity_calls:
+        per_activity.setdefault(name, Counter())["calls"] += 1
     for exchange in run.exchanges:
         per_activity.setdefault(exchange.label or "?", Counter())[price_class(exchange)] += 1
     service = Counter(by_class(submit)) + Counter(by_class(run))
@@ -210,65 +217,94 @@ def fixed_monthly(poll_secs: float, partitions: int = 4) -> dict[str, Any]:
     return {"queue_polls": polls, "lease_ops": leases, "usd": dollars_per_1000(counts) / 1000}
 
 
-def entities_at_rows(connection: str, work: Path, rows: int) -> dict[str, Any]:
+#: Finished jobs written through entity-group transactions; the rest are bulk-loaded.
+TRANSACTION_SEED = 2000
+
+
+def entities_at_rows(work: Path, rows: int) -> dict[str, Any]:
     """Round trips and entities read by each hot path with 0 and then ``rows`` finished jobs
-    stored, plus how long a status-filtered scan (the old queued count) takes at that size."""
+    stored, plus how long a status-filtered scan (the old queued count) takes at that size.
+
+    Runs its own Azurite with a store on disk: the first ``TRANSACTION_SEED`` jobs go in through
+    transactions, the rest through ``bench.azurite_bulk`` while the emulator is stopped."""
+    from bench.azurite_bulk import bulk_load, check_loaded
     from shared.domain.models import JobStatus
-    from tests.seed_jobs import seed_finished_jobs
+    from tests.azurite import free_port, start_azurite
+    from tests.seed_jobs import finished_job_rows, seed_finished_jobs
     from timers.sweeps import ORPHAN_INPUT_EVERY_MINUTES, run_maintenance
 
-    with in_process(connection, work, queue_cap=100) as env:
-        jobs = env.svc.jobs
-        for i in range(3):
-            status, _ = env.call("POST", "/v1/jobs", body(f"active-{i}"))
-            assert status == 202
-        probe = jobs.list_jobs(page_size=1)[0][0]
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
-        aligned = now - timedelta(minutes=now.minute % ORPHAN_INPUT_EVERY_MINUTES)
-        client = env.host.client
+    ports = [free_port() for _ in range(3)]
+    location = work / "azurite-store"
+    location.mkdir(parents=True)
+    azurite = start_azurite(work / "azurite-log", ports=ports, location=location)
+    try:
+        with in_process(azurite.connection_string, work / "jobs", queue_cap=100) as env:
+            jobs = env.svc.jobs
+            for i in range(3):
+                _accepted(*env.call("POST", "/v1/jobs", body(f"active-{i}")))
+            probe = jobs.list_jobs(page_size=1)[0][0]
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            aligned = now - timedelta(minutes=now.minute % ORPHAN_INPUT_EVERY_MINUTES)
+            client = env.host.client
 
-        def measure(round_no: int) -> dict[str, tuple[int, int]]:
-            paths: dict[str, Any] = {
-                "submit": lambda: env.call("POST", "/v1/jobs", body(f"m{round_no}")),
-                "replay": lambda: env.call("POST", "/v1/jobs", body(f"m{round_no}")),
-                "poll": lambda: env.call("GET", f"/v1/jobs/{probe.job_id}"),
-                "list_first_page": lambda: env.call("GET", "/v1/jobs?limit=50"),
-                "maintenance": lambda: asyncio.run(run_maintenance(env.svc, client, now=aligned)),
-                "healthz": lambda: env.call("GET", "/v1/healthz"),
-            }
-            out = {}
-            for name, call in paths.items():
-                with env.meter.measure() as tally:
-                    call()
-                out[name] = (tally.round_trips, tally.entities_read)
-            # Leave the active set as it was: the measured submit ends.
-            mine = jobs.list_jobs(page_size=1)[0][0]
-            jobs.transition(mine.job_id, JobStatus.FAILED, reason="bench", finished_at=now)
-            return out
+            def measure(round_no: int) -> dict[str, tuple[int, int]]:
+                paths: dict[str, Any] = {
+                    "submit": lambda: env.call("POST", "/v1/jobs", body(f"m{round_no}")),
+                    "replay": lambda: env.call("POST", "/v1/jobs", body(f"m{round_no}")),
+                    "poll": lambda: env.call("GET", f"/v1/jobs/{probe.job_id}"),
+                    "list_first_page": lambda: env.call("GET", "/v1/jobs?limit=50"),
+                    "maintenance": lambda: asyncio.run(
+                        run_maintenance(env.svc, client, now=aligned)
+                    ),
+                    "healthz": lambda: env.call("GET", "/v1/healthz"),
+                }
+                out = {}
+                for name, call in paths.items():
+                    with env.meter.measure() as tally:
+                        call()
+                    out[name] = (tally.round_trips, tally.entities_read)
+                # Leave the active set as it was: the measured submit ends.
+                mine = jobs.list_jobs(page_size=1)[0][0]
+                jobs.transition(mine.job_id, JobStatus.FAILED, reason="bench", finished_at=now)
+                return out
 
-        def scan_ms() -> tuple[float, float]:
-            """The old queued count (a status filter over every job row) vs the queue range."""
-            start = time.perf_counter()
-            list(
-                jobs.jobs.query_entities(
-                    "PartitionKey eq @pk and status eq @st",
-                    parameters={"pk": "job", "st": "queued"},
-                    select=["RowKey"],
+            def scan_ms() -> tuple[float, float]:
+                """The old queued count (a status filter over every job row) vs the queue
+                key range."""
+                start = time.perf_counter()
+                list(
+                    jobs.jobs.query_entities(
+                        "PartitionKey eq @pk and status eq @st",
+                        parameters={"pk": "job", "st": "queued"},
+                        select=["RowKey"],
+                        read_timeout=600,
+                    )
                 )
-            )
-            scan = time.perf_counter() - start
-            start = time.perf_counter()
-            jobs.queue_snapshot()
-            return scan * 1000, (time.perf_counter() - start) * 1000
+                scan = time.perf_counter() - start
+                start = time.perf_counter()
+                jobs.queue_snapshot()
+                return scan * 1000, (time.perf_counter() - start) * 1000
 
-        empty, empty_scan = measure(0), scan_ms()
-        started = time.perf_counter()
-        written = seed_finished_jobs(jobs, rows, now=now)
-        seed_secs = time.perf_counter() - started
-        crowded, crowded_scan = measure(1), scan_ms()
+            empty, empty_scan = measure(0), scan_ms()
+            started = time.perf_counter()
+            in_transactions = min(rows, TRANSACTION_SEED)
+            written = seed_finished_jobs(jobs, in_transactions, now=now)
+            bulk = list(finished_job_rows(rows - in_transactions, now=now, seed=11))
+            if bulk:
+                azurite.stop()
+                written += bulk_load(location, jobs.jobs.table_name, bulk)
+                azurite = start_azurite(work / "azurite-log", ports=ports, location=location)
+                check_loaded(jobs.jobs, bulk[-1])
+            seed_secs = time.perf_counter() - started
+            stored = jobs.count([JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED])
+            crowded, crowded_scan = measure(1), scan_ms()
+    finally:
+        azurite.stop()
     return {
         "rows": rows,
+        "finished_jobs_stored": stored,
         "entities_seeded": written,
+        "seeded_in_transactions": in_transactions,
         "seed_secs": seed_secs,
         "empty": empty,
         "crowded": crowded,

@@ -4,7 +4,7 @@ rows, three history rows), in entity-group transactions of up to 100 rows."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from shared.storage import job_index as ix
 from shared.storage.job_store import JobStore, record_to_entity
 
 _BATCH = 100
+_BATCH_TIMEOUT_SECS = 300
 _ENDINGS = (JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED)
 
 
@@ -67,6 +68,22 @@ def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[tuple[str, dict[st
         yield batch
 
 
+def finished_job_rows(
+    count: int,
+    *,
+    now: datetime,
+    recent_share: float = 0.1,
+    seed: int = 7,
+    history: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """The rows of ``count`` finished jobs: ``recent_share`` of them ended within the history
+    retention (so they have a ``~p~`` row, not yet due), the rest were purged long ago."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        job = finished_job(now, rng, recent=rng.random() < recent_share)
+        yield from rows_of(job, history=history)
+
+
 def seed_finished_jobs(
     store: JobStore,
     count: int,
@@ -75,15 +92,19 @@ def seed_finished_jobs(
     recent_share: float = 0.1,
     seed: int = 7,
     history: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Write ``count`` finished jobs; returns how many rows that took. History rows (three per
-    job) are optional: no hot path reads them, and Azurite takes ~3 ms per row."""
-    rng = random.Random(seed)
-    jobs = [finished_job(now, rng, recent=rng.random() < recent_share) for _ in range(count)]
-    # A transaction holds one partition; every row here is in the ``job`` partition.
-    rows = (row for job in jobs for row in rows_of(job, history=history))
+    """Write ``count`` finished jobs through entity-group transactions (every row is in the
+    ``job`` partition); returns how many rows that took. History rows (three per job) are
+    optional: no hot path reads them, and Azurite takes ~3 ms per row. ``progress`` hears the
+    rows written so far after each transaction."""
+    rows = finished_job_rows(count, now=now, recent_share=recent_share, seed=seed, history=history)
     written = 0
     # Sequential: Azurite executes one transaction at a time anyway.
     for batch in _batches(rows):
-        written += len(store.jobs.submit_transaction(batch))
+        # Azurite slows down as the table grows: allow a batch far more than the service's
+        # short storage read timeout.
+        written += len(store.jobs.submit_transaction(batch, read_timeout=_BATCH_TIMEOUT_SECS))
+        if progress is not None:
+            progress(written)
     return written
