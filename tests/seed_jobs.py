@@ -78,7 +78,7 @@ def finished_job_rows(
 ) -> Iterator[dict[str, Any]]:
     """The rows of ``count`` finished jobs: ``recent_share`` of them ended within the history
     retention (so they have a ``~p~`` row, not yet due), the rest were purged long ago."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     for _ in range(count):
         job = finished_job(now, rng, recent=rng.random() < recent_share)
         yield from rows_of(job, history=history)

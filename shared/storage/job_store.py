@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -369,7 +369,7 @@ class JobStore:
                 if not free:
                     raise QueueFull("the build queue is full")
                 # Concurrent submitters read the same snapshot: spread them over the free slots.
-                slot = random.choice(free)
+                slot = secrets.choice(free)
             rows = index_rows(record, slot)
             ops: list[tuple[Any, ...]] = [("create", record_to_entity(record, queue_slot=slot))]
             ops += [("create", row) for row in rows.values()]
@@ -381,7 +381,7 @@ class JobStore:
                     raise AlreadyExists(f"job {record.job_id} exists already") from None
                 if refused.status == 409 and slot is not None:
                     snapshot = None  # someone took that slot this instant: look again
-                    time.sleep(random.uniform(0, 0.01))
+                    time.sleep(secrets.randbelow(10) / 1000)
                     continue
                 raise ConcurrencyConflict(f"insert job: {refused}") from None
             stored = replace(record, etag=metas[0].get("etag"))
@@ -523,7 +523,7 @@ class JobStore:
         if changed.status is JobStatus.QUEUED:
             # Keep a slot it still holds; else take a free one (above the cap if need be, so
             # the cap holds new submits back until the queue drains below it).
-            slot = held[0] if held else random.choice(self.queue_snapshot().free_slots(None))
+            slot = held[0] if held else secrets.choice(self.queue_snapshot().free_slots(None))
         return present, slot
 
     @staticmethod
