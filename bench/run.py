@@ -318,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         llm_proxy = proxy_latency.first_byte_overhead(azurite.connection_string)
         server.terminate()
         server.wait(10)
+        storage_costs.stop_local_previews(azurite.connection_string, scratch / "work")
         inproc = in_process_figures(azurite.connection_string, scratch / "inproc", args.rows)
     finally:
         if server.poll() is None:

@@ -106,6 +106,13 @@ def in_process(connection: str, work: Path, **settings: Any) -> Iterator[InProce
         use_services(None)
 
 
+def stop_local_previews(connection: str, work: Path) -> None:
+    """Tear down what the local backend left under ``work`` (previews deliberately outlive the
+    dev server, so the bench stops the ones its jobs started)."""
+    with in_process(connection, work):
+        pass  # leaving the block tears every resource under ``work`` down
+
+
 def body(tag: str) -> dict[str, Any]:
     return {
         "app_name": f"b-{tag}",
