@@ -22,7 +22,7 @@ ENVIRONMENT = (
     ("FOUNDRY_ADMIN_API_KEY", "an API key with jobs:write: submit, cancel, delete-preview"),
     ("FOUNDRY_ADMIN_MASTER_KEY", "the Functions host's master key: reap, purge (none locally)"),
     ("FOUNDRY_ADMIN_DURABLE_KEY", "the durabletask_extension system key: orchestration in show"),
-    ("FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING", "job storage for list, show, logs (Azurite)"),
+    ("FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING", "job storage for list, show, logs, reindex"),
     ("FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT", "or the storage account, read with your Azure login"),
     ("FOUNDRY_SERVICE_TABLE_PREFIX", "if the app sets it (default foundry)"),
     ("FOUNDRY_SERVICE_AZURE_STORAGE_CONTAINER", "if the app sets it (default foundry-jobs)"),
@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command(
         "purge", "the same timer run (its last step purges orchestration history past retention)"
+    )
+    command(
+        "reindex",
+        "once after the upgrade that adds the jobs-table index: index job rows written before it "
+        "(storage; scans every job row once)",
     )
     return parser
 

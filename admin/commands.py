@@ -287,6 +287,13 @@ async def run_maintenance(ctx: Context) -> tuple[Exit, Document]:
     return Exit.OK, {"function": MAINTENANCE_FUNCTION, "queued": True, "http_status": status}
 
 
+async def reindex(ctx: Context) -> tuple[Exit, Document]:
+    """Index job rows written by code without the jobs-table index (``JobStore.reindex``)."""
+    indexed = await asyncio.to_thread(ctx.services().jobs.reindex)
+    ctx.console.say(f"{indexed} job rows indexed")
+    return Exit.OK, {"indexed": indexed}
+
+
 async def preflight(ctx: Context) -> tuple[Exit, Document]:
     """What a deployment still lacks: registry, builder image, secret references, roles."""
     report = await asyncio.to_thread(preflight_checks.run_preflight)
@@ -309,4 +316,5 @@ COMMANDS: dict[str, Command] = {
     "delete-preview": delete_preview,
     "reap": run_maintenance,
     "purge": run_maintenance,
+    "reindex": reindex,
 }

@@ -39,10 +39,9 @@ async def submit_job(
                 await signals.start(client, outcome.job.job_id)
             except Exception:
                 log.exception("could not start orchestration for %s", outcome.job.job_id)
-        position = await asyncio.to_thread(svc.jobs.queue_position, outcome.job)
         return json_response(
             202,
-            accepted_view(outcome.job, queue_position=position),
+            accepted_view(outcome.job, queue_position=outcome.queue_position),
             headers={"Location": poll_url(outcome.job.job_id), "Retry-After": "5"},
         )
 

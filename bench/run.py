@@ -1,15 +1,20 @@
-"""The benchmark: ``python -m bench.run`` (about two minutes). Prints a table, writes
-``bench/results.json`` and the latency charts in README.md (``bench.chart``). Everything runs
-on loopback: Azurite, the dev server, the clients.
+"""The benchmark: ``python -m bench.run [--rows N]`` (a few minutes; ``--rows 100000`` adds about
+a minute). Prints every figure, writes ``bench/results.json`` and the latency charts in README.md
+(``bench.chart``). Everything runs on loopback: Azurite, the dev server, the clients.
 
 Measures: submit and poll latency (p50/p99) at 1, 10 and 50 concurrent clients; poll latency
-against a bare Table point read; orchestration history events and storage calls per job;
-log-follow latency (builder appends a line -> visible through ``/logs?cursor=``); dev-server
-peak memory; the first-byte latency the LLM proxy adds (``bench/proxy_latency.py``).
+against a bare Table point read; storage round trips of a submit and a replay; a short job's
+orchestration history events and storage transactions (and what they cost); history events of a
+50-minute build (from the orchestration hook, ``bench/orchestration.py``, when present);
+log-follow latency and time-to-ready against the builder's own run time; entities read per
+request with N finished jobs stored; dev-server peak memory; the first-byte latency the LLM proxy
+adds (``bench/proxy_latency.py``).
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import statistics
@@ -28,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import chart, proxy_latency  # noqa: E402
+from bench import chart, proxy_latency, storage_costs  # noqa: E402
 from tests.azurite import free_port, start_azurite  # noqa: E402
 
 KEY = "bench-key"
@@ -36,6 +41,7 @@ TICK_BUILDER = ROOT / "bench" / "tick_builder.py"
 LEVELS = (1, 10, 50)
 SUBMITS_PER_LEVEL = 50  # then canceled, so the queue stays within its default cap of 50
 POLLS_PER_LEVEL = 300
+TICK_SECS = 0.5  # bench/tick_builder.py prints one line per half second
 
 
 def pct(values: list[float], q: float) -> float:
@@ -126,82 +132,38 @@ def point_read_ms(connection: str, prefix: str, base: str) -> dict[str, float]:
     }
 
 
-def per_job_costs(connection: str, work: Path) -> dict[str, Any]:
-    """One job through the in-process driver, counting history events and storage calls."""
-    import function_app
-    from devhost.driver import Driver
-    from shared.config.settings import Settings
-    from shared.services import Services, use_services
-
-    calls = {"n": 0}
-
-    def count(request: Any) -> None:
-        calls["n"] += 1
-
-    settings = Settings(
-        api_keys=KEY,
-        storage_connection_string=connection,
-        table_prefix="benchjob" + uuid.uuid4().hex[:6],
-        storage_container="bench-" + uuid.uuid4().hex[:6],
-        local_work_dir=str(work),
-        local_builder_command="",
-    )
-    svc = Services.build(settings, raw_request_hook=count)
-    use_services(svc)
-    from devhost.client import InProcessDurableClient
-    from devhost.http_host import FunctionHost
-
-    driver = Driver(function_app.app)
-    host = FunctionHost(function_app.app, InProcessDurableClient(driver, drive=False))
-    import asyncio
-
-    calls["n"] = 0
-    resp = asyncio.run(
-        host.request(
-            "POST",
-            "/v1/jobs",
-            body=json.dumps(body("one")).encode(),
-            headers={"authorization": f"Bearer {KEY}"},
-        )
-    )
-    job_id = json.loads(resp.get_body())["job_id"]
-    submit_calls = calls["n"]
-    inst = driver.run_to_completion(job_id, between_timers=lambda: time.sleep(0.02))
-    for ref in svc.backend.list_resources():
-        svc.backend.teardown(ref.job_id)
-    use_services(None)
-    return {
-        "status": inst.output.get("status"),
-        "history_events": inst.total_events,
-        "max_history_length": inst.max_history,
-        "generations": inst.generation + 1,
-        "storage_calls_submit": submit_calls,
-        "storage_calls_total": calls["n"],
-    }
-
-
 def log_follow(base: str) -> dict[str, float]:
+    """One job with the tick builder: how soon each log line is visible, and how long from the
+    submit to ``ready`` against how long the builder itself ran (first to last tick)."""
     headers = {"Authorization": f"Bearer {KEY}"}
     lags: list[float] = []
+    ticks: list[float] = []
+    ready_after = -1.0
     with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+        submitted = time.time()
         job_id = http.post("/v1/jobs", json={**body("follow"), "app_name": "follow"}).json()[
             "job_id"
         ]
-        cursor, deadline = "0", time.time() + 60
+        cursor, deadline = "0", time.time() + 120
         while time.time() < deadline:
             page = http.get(f"/v1/jobs/{job_id}/logs", params={"cursor": cursor}).json()
             now = time.time()
             for event in page["events"]:
                 if event.get("event") == "bench_tick":
                     lags.append(now - event["t"])
+                    ticks.append(event["t"])
             cursor = page["next_cursor"]
-            if page["complete"]:
+            if ready_after < 0 and http.get(f"/v1/jobs/{job_id}").json()["status"] == "ready":
+                ready_after = time.time() - submitted
+            if page["complete"] and ready_after >= 0:
                 break
             time.sleep(0.1)
     return {
         "lines": len(lags),
         "p50_s": statistics.median(lags) if lags else -1,
         "max_s": max(lags) if lags else -1,
+        "time_to_ready_s": ready_after,
+        "builder_s": (max(ticks) - min(ticks) + TICK_SECS) if ticks else -1,
     }
 
 
@@ -212,7 +174,113 @@ def peak_rss_mb(pid: int) -> float:
     return -1.0
 
 
-def main() -> None:
+def orchestration_figures(short_events: int) -> dict[str, Any]:
+    """History events per job. A short job is measured here; a 50-minute build comes from
+    ``bench/orchestration.py``'s ``measure()`` (the orchestration's own benchmark) when present."""
+    figures: dict[str, Any] = {"short_job_events": short_events, "fifty_minute_events": None}
+    try:
+        hook = importlib.import_module("bench.orchestration")
+    except ModuleNotFoundError:
+        return figures
+    figures.update(hook.measure())
+    return figures
+
+
+def in_process_figures(connection: str, scratch: Path, rows: int) -> dict[str, Any]:
+    with storage_costs.in_process(connection, scratch / "rt") as env:
+        round_trips = storage_costs.submit_round_trips(env)
+    # The driver's clock is virtual: check the build on a short backoff (as the tests do)
+    # instead of waiting for the runner's push, and never sleep inside a check.
+    short_settings = {"build_check_secs": 10, "check_wait_secs": 0}
+    with storage_costs.in_process(connection, scratch / "short", **short_settings) as env:
+        short = storage_costs.short_job(env)
+    timers = max(0, short["episodes"] - short["activities"] - 1)
+    durable = storage_costs.durable_provider(short["activities"], short["episodes"], timers)
+    entities = storage_costs.entities_at_rows(scratch / "rows", rows)
+    return {
+        "round_trips": round_trips,
+        "short_job": short,
+        "durable_provider_per_job": durable,
+        "durable_idle_month": {
+            "poll_10s": storage_costs.fixed_monthly(10),
+            "poll_30s": storage_costs.fixed_monthly(30),
+        },
+        "orchestration": orchestration_figures(short["history_events"]),
+        "entities": entities,
+    }
+
+
+def print_report(results: dict[str, Any]) -> None:
+    levels, ratio = results["levels"], results["poll_vs_point_read"]
+    follow, inproc = results["log_follow"], results["in_process"]
+    rt, short, durable = (
+        inproc["round_trips"],
+        inproc["short_job"],
+        inproc["durable_provider_per_job"],
+    )
+    orch, ent = inproc["orchestration"], inproc["entities"]
+    print("| clients | submit p50 ms | submit p99 ms | poll p50 ms | poll p99 ms |")
+    print("|---:|---:|---:|---:|---:|")
+    for row in levels:
+        print(
+            f"| {row['clients']} | {row['submit_p50_ms']:.1f} | {row['submit_p99_ms']:.1f} | "
+            f"{row['poll_p50_ms']:.1f} | {row['poll_p99_ms']:.1f} |"
+        )
+    print()
+    print(
+        f"poll p50 {ratio['poll_p50_ms']:.2f} ms vs Table point read p50 "
+        f"{ratio['point_read_p50_ms']:.2f} ms: ratio {ratio['ratio']:.1f}x"
+    )
+    print(
+        f"storage round trips: submit {rt['submit']} {rt['submit_by_class']}, replay "
+        f"{rt['replay_queued']} (queued) / {rt['replay_not_queued']} (not queued)"
+    )
+    fifty = orch["fifty_minute_events"]
+    print(
+        f"history events per job: short {orch['short_job_events']} (longest history "
+        f"{short['max_history_length']}, {short['activities']} activities, {short['episodes']} "
+        f"episodes); 50-minute build "
+        + (str(fifty) if fifty is not None else "n/a (bench/orchestration.py not present)")
+    )
+    print(
+        f"short job storage transactions (service): {short['service_transactions']} = "
+        f"${short['service_usd_per_1000_jobs']:.4f} per 1,000 jobs; Durable provider (model): "
+        f"{durable['queue']:.0f} queue + {durable['table']:.0f} table = "
+        f"${durable['usd_per_1000_jobs']:.4f} per 1,000 jobs"
+    )
+    idle = inproc["durable_idle_month"]
+    print(
+        f"Durable provider idle, per month: ${idle['poll_10s']['usd']:.2f} at a 10 s polling "
+        f"ceiling, ${idle['poll_30s']['usd']:.2f} at 30 s"
+    )
+    print(
+        f"log follow (append -> visible): p50 {follow['p50_s']:.2f} s, max "
+        f"{follow['max_s']:.2f} s over {follow['lines']} lines; submit -> ready "
+        f"{follow['time_to_ready_s']:.1f} s for a builder that ran {follow['builder_s']:.1f} s"
+    )
+    print(
+        f"entities read per request (round trips, entities) with 0 and "
+        f"{ent['finished_jobs_stored']:,} finished jobs stored ({ent['entities_seeded']:,} rows: "
+        f"{ent['seeded_in_transactions']:,} jobs through transactions, the rest bulk-loaded; "
+        f"{ent['seed_secs']:.0f} s):"
+    )
+    for name, empty in ent["empty"].items():
+        print(f"  {name:<16} {tuple(empty)} -> {tuple(ent['crowded'][name])}")
+    scan, ranged = ent["status_scan_ms"], ent["queue_range_ms"]
+    print(
+        f"  old queued count (status filter over the partition): {scan['empty']:.1f} ms -> "
+        f"{scan['crowded']:.1f} ms; queue key range: {ranged['empty']:.1f} ms -> "
+        f"{ranged['crowded']:.1f} ms"
+    )
+    print(f"dev server peak RSS: {results['dev_server_peak_rss_mb']:.0f} MiB")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument(
+        "--rows", type=int, default=2000, help="finished jobs to seed for the per-request reads"
+    )
+    args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="foundry-bench-"))
     azurite = start_azurite(scratch / "azurite")
     port = free_port()
@@ -246,47 +314,30 @@ def main() -> None:
         follow = log_follow(base)  # first, while the build slot is free
         levels = latency_levels(base)
         ratio = point_read_ms(azurite.connection_string, prefix, base)
-        costs = per_job_costs(azurite.connection_string, scratch / "inproc")
         memory = peak_rss_mb(server.pid)
         llm_proxy = proxy_latency.first_byte_overhead(azurite.connection_string)
-    finally:
         server.terminate()
         server.wait(10)
+        storage_costs.stop_local_previews(azurite.connection_string, scratch / "work")
+        inproc = in_process_figures(azurite.connection_string, scratch / "inproc", args.rows)
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(10)
         server_log.close()
         azurite.stop()
     results = {
         "levels": levels,
         "poll_vs_point_read": ratio,
-        "per_job": costs,
         "log_follow": follow,
+        "in_process": inproc,
         "dev_server_peak_rss_mb": memory,
         "llm_proxy_first_byte": llm_proxy,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     chart.write_readme(results)  # the README's latency charts follow the new results
-    print("| clients | submit p50 ms | submit p99 ms | poll p50 ms | poll p99 ms |")
-    print("|---:|---:|---:|---:|---:|")
-    for row in levels:
-        print(
-            f"| {row['clients']} | {row['submit_p50_ms']:.1f} | {row['submit_p99_ms']:.1f} | "
-            f"{row['poll_p50_ms']:.1f} | {row['poll_p99_ms']:.1f} |"
-        )
-    print()
-    print(
-        f"poll p50 {ratio['poll_p50_ms']:.2f} ms vs Table point read p50 "
-        f"{ratio['point_read_p50_ms']:.2f} ms: ratio {ratio['ratio']:.1f}x"
-    )
-    print(
-        f"per job: {costs['history_events']} history events over {costs['generations']} "
-        f"generation(s), longest history {costs['max_history_length']}; storage calls: "
-        f"{costs['storage_calls_submit']} to submit, {costs['storage_calls_total']} in all"
-    )
-    print(
-        f"log follow (append -> visible): p50 {follow['p50_s']:.2f} s, max "
-        f"{follow['max_s']:.2f} s over {follow['lines']} lines"
-    )
-    print(f"dev server peak RSS: {memory:.0f} MiB")
+    print_report(results)
     print(proxy_latency.summary(llm_proxy))
 
 

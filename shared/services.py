@@ -54,7 +54,7 @@ class Services:
             claims=ClaimStore(tables, prefix=settings.table_prefix),
             tokens=ProxyTokenStore(tables, prefix=settings.table_prefix),
             blobs=blobs,
-            audit=AuditLog(blobs.container),
+            audit=AuditLog(tables, prefix=settings.table_prefix),
             backend=backend or create_backend(settings, blobs),
             slots=BuildSlots(tables, prefix=settings.table_prefix),
         )
@@ -68,6 +68,7 @@ class Services:
         self.claims.create_tables()
         self.tokens.create_tables()
         self.slots.create_tables()
+        self.audit.create_tables()
         self.blobs.create_container()
 
 

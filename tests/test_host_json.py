@@ -23,3 +23,33 @@ def test_host_and_worker_telemetry_use_opentelemetry() -> None:
     assert HOST["telemetryMode"] == "OpenTelemetry"
     settings = bicep.load(bicep.INFRA / "app" / "function.bicep").resources["appSettings"]
     assert settings.body["properties"]["PYTHON_ENABLE_OPENTELEMETRY"] == "'true'"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DTS = json.loads((ROOT / "host.dts.json").read_text())
+
+
+def test_the_default_provider_is_azure_storage_with_explicit_scaling_knobs() -> None:
+    provider = HOST["extensions"]["durableTask"]["storageProvider"]
+    assert "type" not in provider  # no type: the Azure Storage provider
+    assert 1 <= provider["partitionCount"] <= 16  # one control queue (and worker) per partition
+    assert provider["maxQueuePollingInterval"] == "00:00:10"
+
+
+def test_the_durable_task_scheduler_variant_switches_only_the_provider() -> None:
+    """``cp host.dts.json host.json`` before deploying selects the Durable Task Scheduler
+    (docs/scaling.md); everything else must stay the same as host.json."""
+    provider = DTS["extensions"]["durableTask"]["storageProvider"]
+    assert provider == {
+        "type": "azureManaged",
+        "connectionStringName": "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",
+    }
+    assert DTS["extensionBundle"]["id"].startswith("Microsoft.Azure.Functions.ExtensionBundle")
+
+    def without_provider(doc: dict) -> dict:
+        copy = json.loads(json.dumps(doc))
+        del copy["extensions"]["durableTask"]["storageProvider"]
+        del copy["extensionBundle"]
+        return copy
+
+    assert without_provider(DTS) == without_provider(HOST)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime
 
 from ulid import ULID
 
@@ -31,6 +32,17 @@ def is_job_id(value: str) -> bool:
 def newest_first_key(job_id: str) -> str:
     """A RowKey that sorts newer job ids first (Table storage returns ascending RowKey order)."""
     return job_id[3:].translate(_INVERT)
+
+
+def job_id_time(job_id: str) -> datetime:
+    """When the job id was minted (the ULID's millisecond timestamp)."""
+    return ULID.from_str(job_id[3:]).datetime.astimezone(UTC)
+
+
+def job_id_time_prefix(at: datetime, chars: int = 10) -> str:
+    """The first ``chars`` characters of every job id minted at ``at`` (after ``fj_``): the ULID
+    encodes its time in its first 10 characters, 5 bits each, most significant first."""
+    return str(ULID.from_datetime(at))[:chars]
 
 
 def sha256_hex(value: str) -> str:

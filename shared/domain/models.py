@@ -39,6 +39,13 @@ ACTIVE_STATUSES = frozenset(
     {JobStatus.QUEUED, JobStatus.BUILDING, JobStatus.DEPLOYING, JobStatus.READY}
 )
 IN_FLIGHT_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.BUILDING, JobStatus.DEPLOYING})
+#: Finished without a live preview: the orchestration history of these is purged after retention.
+ENDED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED})
+
+#: ``phase`` of a canceled job once its teardown has run (the reconciler stops watching it).
+CLEANED_PHASE = "cleaned"
+#: ``phase`` of an ended job once its orchestration history has been purged.
+PURGED_PHASE = "purged"
 
 #: Exactly the edges of the contract (models.rs::can_transition_to).
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {

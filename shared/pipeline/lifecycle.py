@@ -5,15 +5,23 @@ second run finds the work done and changes nothing."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from shared.domain.models import IN_FLIGHT_STATUSES, FailureCode, JobRecord, JobStatus, StepResult
+from shared.domain.models import (
+    CLEANED_PHASE,
+    IN_FLIGHT_STATUSES,
+    FailureCode,
+    JobRecord,
+    JobStatus,
+    StepResult,
+)
 from shared.errors import IllegalTransition
 from shared.services import Services
+from shared.storage.job_index import ActiveEntry
 
 log = logging.getLogger(__name__)
-CLEANED_PHASE = "cleaned"
 
 
 def _now() -> datetime:
@@ -108,10 +116,12 @@ def release_job_resources(svc: Services, job: JobRecord) -> list[str]:
     return removed
 
 
-def next_in_queue(svc: Services) -> list[str]:
+def next_in_queue(svc: Services, active: Iterable[ActiveEntry] | None = None) -> list[str]:
     """The oldest queued jobs, as many as there are free build slots (at least one, so a slot
-    freed by self-healing is noticed too)."""
-    building = svc.jobs.count([JobStatus.BUILDING])
+    freed by self-healing is noticed too). ``active`` is the index's active set if the caller
+    has just read it."""
+    entries = list(active) if active is not None else svc.jobs.active()
+    building = sum(1 for e in entries if e.status is JobStatus.BUILDING)
     free = max(1, svc.settings.max_concurrent_builds - building)
-    queued = sorted(svc.jobs.iter_jobs([JobStatus.QUEUED]), key=lambda j: j.created_at)
-    return [job.job_id for job in queued[:free]]
+    # Job ids sort by submit time.
+    return sorted(e.job_id for e in entries if e.status is JobStatus.QUEUED)[:free]

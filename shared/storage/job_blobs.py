@@ -68,6 +68,27 @@ class JobBlobs:
                     content_settings=markdown,
                 )
 
+    def delete_inputs(self, job_id: str) -> None:
+        """Remove SPEC/TASKS of a job that was never created (idempotent)."""
+        for rel in (SPEC_PATH, TASKS_PATH):
+            try:
+                with translate_azure_errors("delete job input"):
+                    self.container.delete_blob(job_blob(job_id, rel))
+            except NotFound:
+                pass
+
+    def job_ids_with_prefix(self, id_prefix: str) -> list[str]:
+        """Ids of the jobs with objects stored whose id (after ``fj_``) starts with ``id_prefix``:
+        one listing call per 5,000 jobs, one entry per job (the listing stops at the job's
+        folder)."""
+        start = job_blob(f"fj_{id_prefix}", "")[:-1]
+        with translate_azure_errors("list job folders"):
+            return [
+                item.name.split("/")[1]
+                for item in self.container.walk_blobs(name_starts_with=start, delimiter="/")
+                if item.name.endswith("/")
+            ]
+
     def read_text(self, job_id: str, relative: str) -> str:
         with translate_azure_errors(f"read {relative}"):
             return self.container.download_blob(job_blob(job_id, relative)).readall().decode()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from azure.data.tables import UpdateMode
 
 import function_app
 from admin import cli
@@ -24,6 +25,7 @@ from devhost.client import InProcessDurableClient
 from devhost.http_host import FunctionHost
 from devhost.server import build_app
 from shared.backends.base import StepState, StepStatus
+from shared.domain.ids import newest_first_key
 from shared.domain.models import JobStatus
 from tests.conftest import API_KEY, READ_KEY, Api, submission
 from tests.dev_server import serving
@@ -342,3 +344,13 @@ def test_json_works_before_or_after_the_subcommand(api, driver, services) -> Non
     before = run_cli(services, "--json", "list").json()
     after = run_cli(services, "list", "--json").json()
     assert before == after and len(before["jobs"]) == 1
+
+
+def test_reindex_adopts_rows_from_before_the_index(api: Api, services) -> None:
+    _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
+    entity = services.jobs.jobs.get_entity("job", newest_first_key(accepted["job_id"]))
+    entity.pop("ix")
+    services.jobs.jobs.upsert_entity(entity, mode=UpdateMode.REPLACE)
+    first = run_cli(services, "reindex")
+    assert (first.code, first.out) == (0, "1 job rows indexed\n")
+    assert run_cli(services, "--json", "reindex").json() == {"indexed": 0}

@@ -1,17 +1,25 @@
-"""Job rows and their history in Table storage against Azurite: ETag-guarded transitions, listing, counts."""
+"""Job rows, their index and history in Table storage against Azurite: ETag-guarded transitions,
+listing, counts, the index invariant and reads that do not grow with finished jobs."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from azure.data.tables import UpdateMode
 
-from shared.domain.ids import new_job_id
-from shared.domain.models import JobStatus
-from shared.errors import IllegalTransition, NotFound
+from shared.domain.ids import new_job_id, newest_first_key
+from shared.domain.models import CLEANED_PHASE, PURGED_PHASE, JobStatus
+from shared.errors import IllegalTransition, NotFound, QueueFull
+from shared.services import use_services
+from shared.storage import job_index as ix
+from shared.storage.job_index import index_rows
+from shared.storage.job_store import entity_to_record, record_to_entity
+from tests.seed_jobs import seed_finished_jobs
 from tests.shared.storage.jobs import new_job
+from tests.storage_meter import metered_services
 
 
 def test_job_round_trips_through_the_table(services) -> None:
@@ -114,3 +122,192 @@ def test_queue_position_and_counts(services) -> None:
     positions = services.jobs.queue_positions([services.jobs.get_job(j.job_id) for j in jobs])
     assert positions == {jobs[0].job_id: None, jobs[1].job_id: 1, jobs[2].job_id: 2}
     assert services.jobs.count([JobStatus.QUEUED, JobStatus.BUILDING]) == 3
+
+
+# -- the index -------------------------------------------------------------------------------
+def stored_index_rows(services, job_id: str) -> set[str]:
+    """Every index row of one job, found by scanning all index rows (fine in a test)."""
+    rows = services.jobs.jobs.query_entities(
+        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+        parameters={"pk": ix.PARTITION, "lo": "~", "hi": "~~"},
+    )
+    return {
+        r["RowKey"]
+        for r in rows
+        if r.get("job_id") == job_id and not r["RowKey"].startswith(ix.HISTORY)
+    }
+
+
+def expected_index_rows(services, job_id: str) -> set[str]:
+    entity = services.jobs.jobs.get_entity(ix.PARTITION, newest_first_key(job_id))
+    return set(index_rows(entity_to_record(entity), entity.get("qs")))
+
+
+def assert_index_matches(services, job_id: str) -> None:
+    assert stored_index_rows(services, job_id) == expected_index_rows(services, job_id)
+
+
+def test_index_rows_match_the_job_row_after_every_write(services) -> None:
+    jobs = services.jobs
+    job = new_job()
+    jobs.insert_job(job, queue_cap=5)
+    assert_index_matches(services, job.job_id)
+    assert {k[:3] for k in stored_index_rows(services, job.job_id)} == {ix.ACTIVE, ix.QUEUE}
+    now = datetime.now(UTC)
+    steps = [
+        lambda: jobs.update(job.job_id, lambda j: replace(j, percent=3, phase="slot")),
+        lambda: jobs.transition(job.job_id, JobStatus.BUILDING, reason="slot", started_at=now),
+        lambda: jobs.transition(job.job_id, JobStatus.DEPLOYING, reason="built"),
+        lambda: jobs.transition(
+            job.job_id,
+            JobStatus.READY,
+            reason="healthy",
+            finished_at=now,
+            preview_expires_at=now + timedelta(hours=1),
+        ),
+        lambda: jobs.transition(job.job_id, JobStatus.EXPIRED, reason="ttl"),
+        lambda: jobs.update(job.job_id, lambda j: replace(j, phase=PURGED_PHASE)),
+    ]
+    for step in steps:
+        step()
+        assert_index_matches(services, job.job_id)
+    assert stored_index_rows(services, job.job_id) == set()
+    assert len(jobs.queue_snapshot()) == 0
+    history = [(r["from_status"], r["to_status"]) for r in jobs.list_history(job.job_id)]
+    assert history == [
+        ("", "queued"),
+        ("queued", "building"),
+        ("building", "deploying"),
+        ("deploying", "ready"),
+        ("ready", "expired"),
+    ]
+
+
+def test_canceled_jobs_are_watched_until_cleaned_and_purged_when_due(services) -> None:
+    jobs = services.jobs
+    job = new_job()
+    jobs.insert_job(job)
+    finished = datetime.now(UTC)
+    jobs.transition(job.job_id, JobStatus.CANCELED, reason="caller", finished_at=finished)
+    assert_index_matches(services, job.job_id)
+    hour = timedelta(hours=1)
+    assert [e.job_id for e in jobs.canceled_since(finished - hour)] == [job.job_id]
+    assert jobs.canceled_since(finished + hour) == []
+    assert jobs.purge_due(finished) == []
+    assert [e.job_id for e in jobs.purge_due(finished + hour)] == [job.job_id]
+    jobs.update(job.job_id, lambda j: replace(j, phase=CLEANED_PHASE))
+    assert_index_matches(services, job.job_id)
+    assert jobs.canceled_since(finished - hour) == []
+    assert [e.job_id for e in jobs.purge_due(finished + hour)] == [job.job_id]
+    assert jobs.active() == []
+
+
+def test_the_queue_cap_is_exact_and_positions_follow_submit_order(services) -> None:
+    jobs = services.jobs
+    queued = [new_job() for _ in range(3)]
+    inserted = [jobs.insert_job(j, queue_cap=3) for j in queued]
+    assert [i.queue_position for i in inserted] == [1, 2, 3]
+    with pytest.raises(QueueFull):
+        jobs.insert_job(new_job(), queue_cap=3)
+    jobs.transition(queued[1].job_id, JobStatus.CANCELED, reason="x", finished_at=datetime.now(UTC))
+    assert jobs.queue_position(queued[2]) == 2
+    assert jobs.insert_job(new_job(), queue_cap=3).queue_position == 3
+    assert {e.slot for e in jobs.queue_snapshot().entries} == {0, 1, 2}
+
+
+def test_rows_from_before_the_index_are_adopted(services) -> None:
+    jobs = services.jobs
+    legacy = [new_job(), new_job(status=JobStatus.BUILDING), new_job(status=JobStatus.FAILED)]
+    for job in legacy:
+        entity = record_to_entity(job)
+        del entity["ix"]
+        jobs.jobs.create_entity(entity)
+    jobs.insert_job(new_job(), queue_cap=5)
+    assert len(jobs.active()) == 1  # the legacy rows are not indexed yet
+    # A legacy row's first write indexes it (there is nothing of it to delete).
+    jobs.transition(legacy[1].job_id, JobStatus.DEPLOYING, reason="built")
+    assert_index_matches(services, legacy[1].job_id)
+    assert jobs.reindex() == 2
+    assert jobs.reindex() == 0
+    for job in legacy:
+        assert_index_matches(services, job.job_id)
+    assert len(jobs.active()) == 3
+    assert jobs.count([JobStatus.QUEUED]) == 2
+    jobs.transition(legacy[0].job_id, JobStatus.BUILDING, reason="slot")
+    assert_index_matches(services, legacy[0].job_id)
+    assert jobs.count([JobStatus.QUEUED]) == 1
+
+
+def test_a_missing_index_row_does_not_block_a_write(services) -> None:
+    jobs = services.jobs
+    job = new_job()
+    jobs.insert_job(job)
+    jobs.jobs.delete_entity(ix.PARTITION, ix.ACTIVE + newest_first_key(job.job_id))
+    jobs.transition(job.job_id, JobStatus.BUILDING, reason="slot")
+    assert_index_matches(services, job.job_id)
+
+
+@pytest.fixture
+def metered(settings):
+    svc, meter = metered_services(settings)
+    try:
+        yield svc, meter
+    finally:
+        use_services(None)
+
+
+def test_hot_path_reads_do_not_grow_with_finished_jobs(metered) -> None:
+    """Poll (read + queue position), the first page of a list, and the sweeps' index reads
+    return as many entities with 2,000 finished jobs stored as with none."""
+    svc, meter = metered
+    jobs = svc.jobs
+    active = [new_job() for _ in range(3)]
+    for job in active:
+        jobs.insert_job(job, queue_cap=50)
+    jobs.transition(active[0].job_id, JobStatus.BUILDING, reason="slot")
+    now = datetime.now(UTC)
+
+    def reads() -> dict[str, tuple[int, int]]:
+        out = {}
+        for name, call in {
+            "poll": lambda: jobs.queue_position(jobs.get_job(active[2].job_id)),
+            "list": lambda: jobs.queue_positions(jobs.list_jobs(page_size=20)[0]),
+            "active": jobs.active,
+            "canceled": lambda: jobs.canceled_since(now - timedelta(days=1)),
+            "purge": lambda: jobs.purge_due(now - timedelta(days=30)),
+            "queued": lambda: jobs.count([JobStatus.QUEUED]),
+        }.items():
+            with meter.measure() as tally:
+                call()
+            out[name] = (tally.round_trips, tally.entities_read)
+        return out
+
+    empty = reads()
+    seed_finished_jobs(jobs, 1000, now=now)
+    some = reads()
+    seed_finished_jobs(jobs, 1000, now=now, seed=8)
+    more = reads()
+    assert empty["poll"] == (2, 1 + 2)  # the job row, then the two queue rows
+    assert empty["active"] == (1, 3) and empty["queued"] == (1, 2)
+    assert {k: v for k, v in empty.items() if k != "list"} == {
+        k: v for k, v in more.items() if k != "list"
+    }
+    # A list page reads one page: at most page size + queue rows, however many jobs exist.
+    assert some["list"] == more["list"] == (2, 20 + 2)
+    assert jobs.count([JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED]) == 2000
+
+
+def test_rows_left_by_code_without_the_index_are_cleaned_up(services) -> None:
+    """A rolling upgrade: an instance still on the old code moves an indexed queued job on
+    without touching its index rows (and drops ``ix``). The next write by this code finds
+    every row the job could have had and deletes the stale ones."""
+    jobs = services.jobs
+    job = new_job()
+    jobs.insert_job(job, queue_cap=5)
+    old_write = record_to_entity(replace(job, status=JobStatus.BUILDING))
+    del old_write["ix"]
+    jobs.jobs.upsert_entity(old_write, mode=UpdateMode.REPLACE)
+    assert jobs.count([JobStatus.QUEUED]) == 1  # its stale slot still counts
+    jobs.transition(job.job_id, JobStatus.CANCELED, reason="x", finished_at=datetime.now(UTC))
+    assert_index_matches(services, job.job_id)
+    assert jobs.count([JobStatus.QUEUED]) == 0 and jobs.active() == []
