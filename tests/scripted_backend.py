@@ -27,6 +27,7 @@ REPORT = (
 class ScriptedBackend:
     name: str = "scripted"
     writes_stream_to_blob: bool = False
+    notifies_build_end: bool = False
     resources: dict[str, set[str]] = field(default_factory=dict)
     build_state: dict[str, StepState] = field(default_factory=dict)
     image_state: dict[str, StepState] = field(default_factory=dict)

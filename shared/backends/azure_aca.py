@@ -80,6 +80,7 @@ def preview_hostname(app_name: str, org_slug: str | None, domain: str) -> str:
 class AzureContainerAppsBackend:
     name = "azure_container_apps"
     writes_stream_to_blob = True
+    notifies_build_end = True
 
     def __init__(
         self, settings: Settings, az: AzureSettings, blobs: JobBlobs, credential: TokenCredential

@@ -38,6 +38,9 @@ class BuildBackend(Protocol):
     name: str
     #: True when the builder writes ``stream.jsonl`` straight into the job's append blob.
     writes_stream_to_blob: bool
+    #: True when the build's end is pushed to the service (the runner's ``finished`` notice),
+    #: so the orchestration need not poll for it (the reconciler covers a lost notice).
+    notifies_build_end: bool
 
     def start_build(self, job: JobRecord, *, proxy_token: str) -> None:
         """Create-or-get the build and start exactly one execution of it."""

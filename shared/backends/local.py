@@ -40,6 +40,7 @@ _EXCLUDED_FROM_SOURCE = {".buildloop", "node_modules", "target", "dist"}
 class LocalBackend:
     name = "local"
     writes_stream_to_blob = False
+    notifies_build_end = False
 
     def __init__(self, settings: Settings, blobs: JobBlobs) -> None:
         self.settings = settings

@@ -113,8 +113,9 @@ class Settings:
     deploy_timeout_secs: int = 600
     #: Longest wait between two status checks of a running step (log-follow latency bound).
     poll_max_secs: int = 10
-    #: 0: a build's end is pushed (runner notice, reconciler), no in-history polling; >0: also
-    #: check a running build on a backoff capped at this many seconds.
+    #: 0 (auto): where the backend's builds push their end (runner notice, reconciler) the run
+    #: waits for it with no in-history polling, else it checks on the POLL_MAX_SECS backoff;
+    #: >0: always check a running build on a backoff capped at this many seconds.
     build_check_secs: int = 0
     #: How long one check activity waits for a running step to change before answering.
     check_wait_secs: int = 20

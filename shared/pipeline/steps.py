@@ -81,9 +81,17 @@ def phase_limits(svc: Services) -> PhaseLimits:
         image_timeout_secs=settings.image_build_timeout_secs,
         deploy_timeout_secs=settings.deploy_timeout_secs,
         poll_max_secs=settings.poll_max_secs,
-        build_check_secs=settings.build_check_secs,
+        build_check_secs=_build_check_secs(svc),
         check_wait_secs=settings.check_wait_secs,
     )
+
+
+def _build_check_secs(svc: Services) -> int:
+    """``BUILD_CHECK_SECS``, or when it is 0 (auto): wait for the pushed end where the backend's
+    builds post it, else check on a backoff capped at ``POLL_MAX_SECS``."""
+    if svc.settings.build_check_secs or svc.backend.notifies_build_end:
+        return svc.settings.build_check_secs
+    return svc.settings.poll_max_secs
 
 
 def start_build(svc: Services, job_id: str) -> StepResult:

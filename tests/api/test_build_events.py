@@ -17,9 +17,9 @@ from timers.sweeps import run_maintenance
 
 @pytest.fixture
 def scripted(services) -> ScriptedBackend:
-    backend = ScriptedBackend(auto=False)
-    services.backend = backend
     # Production shape: the build's end is pushed, nothing polls it inside the orchestration.
+    backend = ScriptedBackend(auto=False, notifies_build_end=True)
+    services.backend = backend
     services.settings = replace(services.settings, build_check_secs=0)
     return backend
 
@@ -124,3 +124,14 @@ def test_the_reconciler_raises_a_lost_notice(api, driver, client, services, scri
     began = driver.now()
     assert driver.run_to_completion(job_id, limit=timedelta(minutes=5)).output["status"] == "ready"
     assert driver.now() == began
+
+
+def test_a_backend_that_cannot_push_is_checked_on_a_backoff(api, driver, services) -> None:
+    """``BUILD_CHECK_SECS=0`` is auto: without pushed notices the run polls the build."""
+    quiet = ScriptedBackend(auto=True, notifies_build_end=False)
+    services.backend = quiet
+    services.settings = replace(services.settings, build_check_secs=0, poll_max_secs=5)
+    job_id = submit(api, "polled")
+    inst = driver.run_to_completion(job_id, limit=timedelta(minutes=5))
+    assert inst.output["status"] == "ready"  # no notice, no reconciler: polling found the end
+    assert inst.input["job_id"] == job_id
