@@ -67,7 +67,8 @@ WEB_API = "2024-04-01"
 IDENTITY_API = "2023-01-31"
 AUTHORIZATION_API = "2022-04-01"
 #: Settings that function.bicep makes Key Vault references (a test reads them from the Bicep).
-KEY_VAULT_SETTINGS = ("FOUNDRY_SERVICE_API_KEYS", "FOUNDRY_SERVICE_ANTHROPIC_API_KEY")
+#: The Anthropic key is the LLM proxy's (a Container App secret, proxy.bicep), not the app's.
+KEY_VAULT_SETTINGS = ("FOUNDRY_SERVICE_API_KEYS",)
 #: The SKUs of managed registries: ACR Tasks run on these only (Classic is not managed).
 TASK_SKUS = ("Basic", "Standard", "Premium")
 #: The custom role's display name in rbac.bicep, with its two interpolations as fields.

@@ -1,6 +1,8 @@
 // Foundry build service: everything in one resource group (azd: `azd up`). This file only
 // composes the modules in app/, one per concern, in the order a first deploy needs:
-// monitoring, storage, identity, build, keyvault -> rbac -> function.
+// monitoring, storage, identity, build, keyvault -> rbac, llmProxy -> function. The LLM proxy
+// exists once its image does: the first provision of a new environment runs without it, and the
+// postprovision hook builds the image and provisions again (docs/first-deploy.md).
 targetScope = 'subscription'
 
 @minLength(1)
@@ -21,6 +23,9 @@ param principalType string = 'User'
 
 @description('Builder image for ACA Jobs. Empty on a first deploy: the postprovision hook builds runner/Dockerfile into the new registry and sets it.')
 param builderImage string = ''
+
+@description('LLM proxy image (proxy/Dockerfile). Empty on a first deploy: the postprovision hook builds it into the new registry, records FOUNDRY_PROXY_IMAGE and provisions again, which deploys the proxy and points the app at it.')
+param proxyImage string = ''
 
 @description('Root domain of preview URLs: https://<app>.<org-slug>.<previewDomain>.')
 param previewDomain string = 'foundry.local'
@@ -117,6 +122,26 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+// The builders' LLM proxy (docs/llm-proxy.md): a Container App with internal ingress in the
+// build environment. Taking the secret name from keyVault's output makes it wait for the secret,
+// which its revision reads when it is created.
+module llmProxy 'app/proxy.bicep' = if (!empty(proxyImage)) {
+  name: 'foundry-llm-proxy'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    image: proxyImage
+    environmentId: build.outputs.acaEnvironmentId
+    registryName: build.outputs.registryName
+    keyVaultName: keyVault.outputs.keyVaultName
+    anthropicKeySecretName: keyVault.outputs.anthropicKeySecretName
+    jobStorageName: storage.outputs.jobStorageName
+    appInsightsName: monitoring.outputs.appInsightsName
+  }
+}
+
 module functionApp 'app/function.bicep' = {
   name: 'foundry-function'
   scope: rg
@@ -138,11 +163,11 @@ module functionApp 'app/function.bicep' = {
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     keyVaultName: keyVault.outputs.keyVaultName
     apiKeysSecretName: keyVault.outputs.apiKeysSecretName
-    anthropicKeySecretName: keyVault.outputs.anthropicKeySecretName
     registryName: build.outputs.registryName
     acaEnvironmentId: build.outputs.acaEnvironmentId
     buildIdentityId: build.outputs.buildIdentityId
     builderImage: builderImage
+    builderProxyUrl: empty(proxyImage) ? '' : llmProxy.outputs.url
     previewDomain: previewDomain
     previewCertificates: previewCertificates
   }
@@ -159,6 +184,8 @@ output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.keyVaultUri
 output AZURE_CONTAINER_REGISTRY_NAME string = build.outputs.registryName
 output AZURE_CONTAINER_REGISTRY_ENDPOINT string = build.outputs.registryLoginServer
 output AZURE_CONTAINER_APPS_ENVIRONMENT_NAME string = build.outputs.acaEnvironmentName
+// Empty until the proxy is deployed; the postprovision hook waits for its revision by this name.
+output AZURE_LLM_PROXY_NAME string = empty(proxyImage) ? '' : llmProxy.outputs.name
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output FOUNDRY_SERVICE_URL string = functionApp.outputs.functionAppUrl
 output FOUNDRY_ADMIN_APP_URL string = functionApp.outputs.functionAppUrl

@@ -19,7 +19,6 @@ param appInsightsConnectionString string
 
 param keyVaultName string
 param apiKeysSecretName string
-param anthropicKeySecretName string
 
 param registryName string
 param acaEnvironmentId string
@@ -27,6 +26,8 @@ param buildIdentityId string
 
 @description('Builder image reference; empty until the postprovision hook has built it (the Azure backend reports it missing, and the API answers 503 misconfigured, meanwhile).')
 param builderImage string
+@description('The LLM proxy as builders reach it (their ANTHROPIC_BASE_URL): proxy.bicep\'s url output. Empty until the proxy is deployed (the postprovision hook provisions again once its image exists).')
+param builderProxyUrl string
 param previewDomain string
 param previewCertificates object
 
@@ -77,6 +78,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 var kvRef = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName='
 
 // Every setting the code reads (tests/infra/test_drift.py keeps this list and the code in step).
+// The LLM proxy's settings, the Anthropic key among them, are the proxy app's (proxy.bicep).
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: functionApp
   name: 'appsettings'
@@ -95,10 +97,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     FOUNDRY_SERVICE_TASK_HUB: 'foundry'
     FOUNDRY_SERVICE_MAINTENANCE_SCHEDULE: '0 */1 * * * *'
     FOUNDRY_SERVICE_API_KEYS: '${kvRef}${apiKeysSecretName})'
-    FOUNDRY_SERVICE_ANTHROPIC_API_KEY: '${kvRef}${anthropicKeySecretName})'
-    FOUNDRY_SERVICE_ANTHROPIC_BASE_URL: 'https://api.anthropic.com'
     FOUNDRY_SERVICE_BUILD_BACKEND: 'azure_container_apps'
-    FOUNDRY_SERVICE_BUILDER_PROXY_URL: 'https://${functionApp.properties.defaultHostName}'
+    FOUNDRY_SERVICE_BUILDER_PROXY_URL: builderProxyUrl
     FOUNDRY_SERVICE_BUILDER_API_URL: 'https://${functionApp.properties.defaultHostName}'
     FOUNDRY_SERVICE_TABLE_PREFIX: 'foundry'
     FOUNDRY_SERVICE_STORAGE_CONNECT_TIMEOUT_SECS: '3'
@@ -118,10 +118,6 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     FOUNDRY_SERVICE_BUILD_CHECK_SECS: '0'
     FOUNDRY_SERVICE_CHECK_WAIT_SECS: '20'
     FOUNDRY_SERVICE_HISTORY_RETENTION_DAYS: '30'
-    FOUNDRY_SERVICE_PROXY_MODEL_PREFIXES: 'claude-'
-    FOUNDRY_SERVICE_PROXY_MAX_BODY_BYTES: '4194304'
-    FOUNDRY_SERVICE_PROXY_MAX_OUTPUT_TOKENS: '64000'
-    FOUNDRY_SERVICE_PROXY_MAX_CONCURRENT: '64'
     FOUNDRY_SERVICE_AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
     FOUNDRY_SERVICE_AZURE_RESOURCE_GROUP: resourceGroup().name
     FOUNDRY_SERVICE_AZURE_LOCATION: location

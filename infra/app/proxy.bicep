@@ -3,14 +3,8 @@
 // replies (docs/llm-proxy.md), reads proxy tokens and job rows from the job storage account and
 // records usage there, and holds the real Anthropic credential as a Key Vault secret reference.
 //
-// Not wired yet (docs/llm-proxy.md, "Deploying it"). In main.bicep, once an image exists:
-//   module llmProxy 'app/proxy.bicep' = if (!empty(proxyImage)) {
-//     name: 'foundry-llm-proxy', scope: rg, params: { location, tags, resourceToken, image: proxyImage,
-//       environmentId: build.outputs.acaEnvironmentId, registryName: build.outputs.registryName,
-//       keyVaultName: keyVault.outputs.keyVaultName,
-//       anthropicKeySecretName: keyVault.outputs.anthropicKeySecretName,
-//       jobStorageName: storage.outputs.jobStorageName, appInsightsName: monitoring.outputs.appInsightsName } }
-// and the Function App's FOUNDRY_SERVICE_BUILDER_PROXY_URL becomes llmProxy.outputs.url.
+// main.bicep deploys it once its image exists (proxyImage, built by the postprovision hook) and
+// passes its url output to the Function App as FOUNDRY_SERVICE_BUILDER_PROXY_URL.
 param location string
 param tags object
 param resourceToken string

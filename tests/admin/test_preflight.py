@@ -306,7 +306,7 @@ def test_a_finished_deployment_passes_every_check(fake) -> None:
     details = {c.name: c.detail for c in report.checks}
     assert details["registry"].startswith(f"{ACR}: SKU Basic, login server {fake.host}")
     assert f"foundry-builder:{TAG} is in registry {ACR} (sha256:" in details["builder_image"]
-    assert report.checks[3].detail == "2 Key Vault references resolved"
+    assert report.checks[3].detail == "1 Key Vault references resolved"
     assert (
         details["role_assignments"]
         == "service identity: 12 of 12 roles; build identity: 1 of 1 roles"
@@ -541,11 +541,11 @@ def test_image_references_split_like_docker(image, parts) -> None:
 
 # -- secret references -------------------------------------------------------------------------
 def test_one_unresolved_key_vault_reference(fake) -> None:
-    fake.config_references[APP][1] = reference(KEY_VAULT_SETTINGS[1], "AccessToKeyVaultDenied")
+    fake.config_references[APP][0] = reference(KEY_VAULT_SETTINGS[0], "AccessToKeyVaultDenied")
     report = run_preflight(environment(fake), credential=FakeCredential())
     result = next(c for c in report.checks if c.name == "secret_references")
     assert not result.ok
-    assert result.detail == f"{KEY_VAULT_SETTINGS[1]} is AccessToKeyVaultDenied"
+    assert result.detail == f"{KEY_VAULT_SETTINGS[0]} is AccessToKeyVaultDenied"
     assert f"az functionapp restart -g {RG} -n {APP}" in result.fix
     assert "azd hooks run postprovision" in result.fix
     # Names and states only: not the reference, the vault or the secret.

@@ -66,6 +66,7 @@ class Module:
     body: dict[str, Any]
     params: dict[str, str]
     depends_on: tuple[str, ...]
+    condition: str | None = None  # `= if (<condition>) {...}`: the condition's source text
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,13 @@ def load(path: Path) -> BicepFile:
         elif node.type == "module_declaration":
             symbol = _text(source, named[0])
             path_node = next(c for c in node.children if c.type == "string")
-            body = _object(source, node.children[-1])
+            value = node.children[-1]
+            condition: str | None = None
+            if value.type == "if_statement":  # module x '...' = if (cond) { ... }
+                test = next(c for c in value.children if c.type == "parenthesized_expression")
+                condition = _text(source, test)[1:-1].strip()
+                value = next(c for c in value.children if c.type == "object")
+            body = _object(source, value)
             params = body.get("params", {})
             depends = re.findall(r"[A-Za-z_]\w*", body.get("dependsOn", "")[1:-1])
             parsed.modules[symbol] = Module(
@@ -177,6 +184,7 @@ def load(path: Path) -> BicepFile:
                 body=body,
                 params=params if isinstance(params, dict) else {},
                 depends_on=tuple(depends),
+                condition=condition,
             )
         elif node.type == "resource_declaration":
             symbol = _text(source, named[0])

@@ -1,5 +1,9 @@
 """Code and infrastructure cannot drift: every FOUNDRY_SERVICE_* setting the code reads is set by
-the Bicep, and the Bicep sets nothing the code does not read (dev/test-only names excepted)."""
+the Bicep, and the Bicep sets nothing the code does not read (dev/test-only names excepted).
+
+Two apps, two halves: the Function App's code (Settings, AzureSettings, host.json) against
+function.bicep's app settings, and the LLM proxy's (ProxySettings and its token store) against
+proxy.bicep's container environment."""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ import re
 from pathlib import Path
 
 from shared.config.azure import REQUIRED, AzureSettings
-from shared.config.settings import Settings
+from shared.config.settings import SECRET_SETTINGS, Settings
 from shared.llm_proxy import ProxySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_BICEP = ROOT / "infra" / "app" / "function.bicep"  # the Function App and its app settings
-PROXY_BICEP = ROOT / "infra" / "app" / "proxy.bicep"  # the LLM proxy (not wired yet)
+PROXY_BICEP = ROOT / "infra" / "app" / "proxy.bicep"  # the LLM proxy and its environment
 #: Read by the code, deliberately not deployed: local backend, emulator and test overrides.
 DEV_ONLY = {
     "FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING",
@@ -24,6 +28,10 @@ DEV_ONLY = {
     "FOUNDRY_SERVICE_AZURE_ACR_LOGIN_SERVER",
     "FOUNDRY_SERVICE_AZURE_CA_BUNDLE",
 }
+#: Looked up by the Function App only to report an unresolved Key Vault reference (the shared
+#: SECRET_SETTINGS scan), never used by it: the proxy's credential, deployed on the proxy app.
+#: test_scanned_secrets_are_the_proxys_and_ignored_by_the_app holds each of these claims.
+SCANNED_NOT_USED = {"FOUNDRY_SERVICE_ANTHROPIC_API_KEY"}
 
 
 class RecordingEnv(dict[str, str]):
@@ -46,17 +54,32 @@ class RecordingEnv(dict[str, str]):
         return super().__contains__(key)
 
 
-def names_the_code_reads() -> set[str]:
-    env = RecordingEnv(
-        {"FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT": "st"}
-        | {f"FOUNDRY_SERVICE_AZURE_{n}": "x" for n in REQUIRED}
-    )
+BASE_ENV = {"FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT": "st"} | {
+    f"FOUNDRY_SERVICE_AZURE_{n}": "x" for n in REQUIRED
+}
+
+
+def names_the_function_app_reads() -> set[str]:
+    env = RecordingEnv(BASE_ENV)
     Settings.from_env(env)
     AzureSettings.from_env(env)
-    ProxySettings.from_env(env)
     host_json = (ROOT / "host.json").read_text() + (ROOT / "timers" / "maintenance.py").read_text()
     env.read |= set(re.findall(r"%(FOUNDRY_SERVICE_[A-Z0-9_]+)%", host_json))
     return {n for n in env.read if n.startswith("FOUNDRY_SERVICE_")}
+
+
+def names_the_proxy_reads() -> set[str]:
+    env = RecordingEnv({})
+    ProxySettings.from_env(env)
+    return {n for n in env.read if n.startswith("FOUNDRY_SERVICE_")} | {
+        "FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT",  # the job and token tables, by managed identity
+        "FOUNDRY_SERVICE_TABLE_PREFIX",
+    }
+
+
+def names_the_code_reads() -> set[str]:
+    """Every FOUNDRY_SERVICE_* name either deployed app reads (what docs and outputs may name)."""
+    return names_the_function_app_reads() | names_the_proxy_reads()
 
 
 def names_the_bicep_sets() -> set[str]:
@@ -66,18 +89,46 @@ def names_the_bicep_sets() -> set[str]:
     return set(re.findall(r"^\s+(FOUNDRY_SERVICE_[A-Z0-9_]+)\s*:", block, re.MULTILINE))
 
 
-def test_every_setting_the_code_reads_is_deployed() -> None:
-    missing = names_the_code_reads() - DEV_ONLY - names_the_bicep_sets()
+def test_every_setting_the_function_app_reads_is_deployed() -> None:
+    missing = names_the_function_app_reads() - DEV_ONLY - SCANNED_NOT_USED - names_the_bicep_sets()
     assert not missing, f"set these in {APP_BICEP.name}: {sorted(missing)}"
 
 
-def test_the_bicep_sets_nothing_the_code_ignores() -> None:
-    unused = names_the_bicep_sets() - names_the_code_reads()
-    assert not unused, f"nothing reads {sorted(unused)}"
+def test_function_bicep_sets_nothing_the_function_app_ignores() -> None:
+    unused = names_the_bicep_sets() - names_the_function_app_reads()
+    assert not unused, f"the Function App does not read {sorted(unused)}"
+
+
+def test_the_function_app_holds_none_of_the_proxys_settings() -> None:
+    # They moved to proxy.bicep with the proxy; the Anthropic key above all must not be here.
+    only_the_proxy = names_the_proxy_reads() - names_the_function_app_reads()
+    assert only_the_proxy >= {
+        "FOUNDRY_SERVICE_ANTHROPIC_BASE_URL",
+        "FOUNDRY_SERVICE_PROXY_MODEL_PREFIXES",
+        "FOUNDRY_SERVICE_PROXY_MAX_BODY_BYTES",
+        "FOUNDRY_SERVICE_PROXY_MAX_OUTPUT_TOKENS",
+        "FOUNDRY_SERVICE_PROXY_MAX_CONCURRENT",
+    }
+    held = (only_the_proxy | SCANNED_NOT_USED) & names_the_bicep_sets()
+    assert not held, f"{APP_BICEP.name} sets the proxy's {sorted(held)}"
+
+
+def test_scanned_secrets_are_the_proxys_and_ignored_by_the_app() -> None:
+    assert set(SECRET_SETTINGS) >= SCANNED_NOT_USED
+    assert names_the_function_app_reads() >= SCANNED_NOT_USED  # else drop it from the set
+    assert names_the_proxy_reads() & names_the_proxy_bicep_sets().keys() >= SCANNED_NOT_USED
+    # The app's settings do not depend on the value, only on whether it is an unresolved
+    # reference (which an unset name never is).
+    unset = Settings.from_env(BASE_ENV)
+    for name in SCANNED_NOT_USED:
+        assert Settings.from_env(BASE_ENV | {name: "sk-real-value"}) == unset
+        assert AzureSettings.from_env(BASE_ENV | {name: "sk-real-value"}) == AzureSettings.from_env(
+            BASE_ENV
+        )
 
 
 def test_dev_only_names_are_really_read() -> None:
-    assert names_the_code_reads() >= DEV_ONLY
+    assert names_the_function_app_reads() >= DEV_ONLY
 
 
 def test_local_settings_sample_only_names_real_settings() -> None:
@@ -88,7 +139,9 @@ def test_local_settings_sample_only_names_real_settings() -> None:
 
 def test_secrets_come_from_key_vault_references() -> None:
     text = APP_BICEP.read_text()
-    for name in ("FOUNDRY_SERVICE_API_KEYS", "FOUNDRY_SERVICE_ANTHROPIC_API_KEY"):
+    secrets = set(SECRET_SETTINGS) & names_the_bicep_sets()
+    assert secrets == {"FOUNDRY_SERVICE_API_KEYS"}  # the Anthropic key is the proxy's (below)
+    for name in secrets:
         line = next(line for line in text.splitlines() if line.strip().startswith(name + ":"))
         assert "@Microsoft.KeyVault(" in line or "kvRef" in line, line
     every_file = "\n".join(p.read_text() for p in sorted((ROOT / "infra").rglob("*.bicep")))
@@ -145,19 +198,13 @@ def names_the_proxy_bicep_sets() -> dict[str, str]:
 
 
 def test_the_proxy_container_gets_every_proxy_setting_and_its_storage() -> None:
-    env = RecordingEnv({})
-    ProxySettings.from_env(env)
-    needed = {n for n in env.read if n.startswith("FOUNDRY_SERVICE_")} | {
-        "FOUNDRY_SERVICE_AZURE_STORAGE_ACCOUNT",  # the job and token tables, by managed identity
-        "FOUNDRY_SERVICE_TABLE_PREFIX",
-    }
-    missing = needed - names_the_proxy_bicep_sets().keys()
+    missing = names_the_proxy_reads() - names_the_proxy_bicep_sets().keys()
     assert not missing, f"set these in {PROXY_BICEP.name}: {sorted(missing)}"
 
 
-def test_the_proxy_bicep_sets_nothing_the_code_ignores() -> None:
-    unused = names_the_proxy_bicep_sets().keys() - names_the_code_reads()
-    assert not unused, f"nothing reads {sorted(unused)}"
+def test_the_proxy_bicep_sets_nothing_the_proxy_ignores() -> None:
+    unused = names_the_proxy_bicep_sets().keys() - names_the_proxy_reads()
+    assert not unused, f"the proxy does not read {sorted(unused)}"
 
 
 def test_the_proxy_reads_its_credential_from_key_vault_only() -> None:

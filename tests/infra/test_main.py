@@ -22,6 +22,7 @@ MODULES = {
     "build": "app/build.bicep",
     "keyVault": "app/keyvault.bicep",
     "rbac": "app/rbac.bicep",
+    "llmProxy": "app/proxy.bicep",
     "functionApp": "app/function.bicep",
 }
 
@@ -68,6 +69,51 @@ def test_module_outputs_only_reference_modules_declared_earlier() -> None:
 def test_the_app_is_deployed_after_its_role_assignments() -> None:
     # Its first start resolves Key Vault references as the service identity.
     assert "rbac" in MAIN.modules["functionApp"].depends_on
+
+
+def test_the_proxy_is_deployed_once_its_image_exists() -> None:
+    assert MAIN.modules["llmProxy"].condition == "!empty(proxyImage)"
+    assert MAIN.modules["llmProxy"].params["image"] == "proxyImage"
+    assert {s for s, m in MAIN.modules.items() if m.condition} == {"llmProxy"}
+    assert MAIN.params["proxyImage"].default == "''"
+    # azd fills it from the variable the postprovision hook records.
+    assert PARAMETERS["proxyImage"]["value"] == "${FOUNDRY_PROXY_IMAGE}"
+    hook = (bicep.INFRA / "hooks" / "postprovision.sh").read_text()
+    assert 'azd env set FOUNDRY_PROXY_IMAGE "$proxy_image"' in hook
+    assert "azd provision --no-prompt" in hook  # the second pass that deploys it
+
+
+def test_the_conditional_proxy_is_read_only_behind_its_condition() -> None:
+    # A module that is not deployed has no outputs: reading one unguarded fails the deployment.
+    reads = re.findall(r"[^\n]*\bllmProxy\.outputs\.\w+", MAIN.text)
+    assert len(reads) == 2, reads
+    for read in reads:
+        assert re.search(r"\bempty\(proxyImage\) \? '' : llmProxy\.outputs\.\w+$", read), read
+
+
+def test_the_app_points_builders_at_the_proxy() -> None:
+    passed = MAIN.modules["functionApp"].params
+    assert passed["builderProxyUrl"] == "empty(proxyImage) ? '' : llmProxy.outputs.url"
+    assert MAIN.module_file(MAIN.modules["llmProxy"]).outputs["url"].startswith("'https://${")
+    # The hook waits for the proxy's revision by this name.
+    assert MAIN.outputs["AZURE_LLM_PROXY_NAME"] == "empty(proxyImage) ? '' : llmProxy.outputs.name"
+    hook = (bicep.INFRA / "hooks" / "postprovision.sh").read_text()
+    assert "${AZURE_LLM_PROXY_NAME:-}" in hook
+
+
+def test_the_proxy_gets_the_shared_resources_by_module_output() -> None:
+    assert MAIN.modules["llmProxy"].params == {
+        "location": "location",
+        "tags": "tags",
+        "resourceToken": "resourceToken",
+        "image": "proxyImage",
+        "environmentId": "build.outputs.acaEnvironmentId",
+        "registryName": "build.outputs.registryName",
+        "keyVaultName": "keyVault.outputs.keyVaultName",
+        "anthropicKeySecretName": "keyVault.outputs.anthropicKeySecretName",
+        "jobStorageName": "storage.outputs.jobStorageName",
+        "appInsightsName": "monitoring.outputs.appInsightsName",
+    }
 
 
 def _without_descriptions(text: str) -> str:

@@ -25,3 +25,14 @@ def test_identity_based_storage_and_telemetry() -> None:
     site = FUNCTION.resources["functionApp"].body
     assert site["properties"]["keyVaultReferenceIdentity"] == "serviceIdentityId"
     assert site["properties"]["httpsOnly"] == "true"
+
+
+def test_builders_reach_the_llm_proxy_the_deployment_made() -> None:
+    # main.bicep passes proxy.bicep's url output (empty until the proxy exists).
+    assert SETTINGS["FOUNDRY_SERVICE_BUILDER_PROXY_URL"] == "builderProxyUrl"
+    assert FUNCTION.params["builderProxyUrl"].required
+    # Build notices go to the app itself, not to the proxy.
+    assert (
+        SETTINGS["FOUNDRY_SERVICE_BUILDER_API_URL"]
+        == "'https://${functionApp.properties.defaultHostName}'"
+    )
