@@ -6,6 +6,19 @@ built the way the Durable extension builds it, and plays the extension's part: i
 (DTFx retry semantics and id allocation), fires durable timers on a virtual (or real) clock,
 delivers external events and restarts on ``continue_as_new``.
 
+Concurrency: one lock guards every instance's state, and is held only for bookkeeping and
+replays (milliseconds). Activities run *outside* it: :meth:`Driver.take_ready` hands them out,
+:meth:`Driver.execute` runs one on the caller's thread, :meth:`Driver.complete` delivers its
+outcome. So a client call (start, raise event, status) never waits for a running activity.
+Tests drive it one step at a time (:meth:`Driver.step`); the dev server runs a pump
+(:mod:`devhost.pump`) that executes activities on worker threads, on the real clock.
+
+Memory: running instances stay in memory; finished ones only up to ``max_finished`` (least
+recently used first out). With a :class:`~devhost.instance_store.InstanceStore` every change is
+written through, evicted instances stay answerable from disk, and a new driver resumes the
+running ones where they were (activities handed out but not completed run again, as the
+Durable extension redelivers a work item whose completion was never recorded).
+
 Not covered (by design): the .NET host, the Azure Storage task hub, sub-orchestrations,
 entities and ``call_http`` (they raise ``NotImplementedError``).
 """
@@ -17,6 +30,7 @@ import re
 import threading
 import traceback
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +38,7 @@ from typing import Any
 
 from devhost import history as h
 from devhost.indexing import binding_types, indexed_functions
+from devhost.instance_store import InstanceStore
 
 CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CONTINUE_AS_NEW, CREATE_TIMER, WAIT_FOR_EVENT = (
     0,
@@ -45,21 +60,79 @@ class Stuck(RuntimeError):
     """An orchestration is idle with nothing that could wake it."""
 
 
+class UnknownOrchestrator(DriverError, ValueError):
+    """``start_new`` named no orchestrator function of the app (the extension answers 400)."""
+
+
+class AlreadyRunning(DriverError):
+    """``start_new`` for an instance id that is still running (the extension answers 409)."""
+
+
 @dataclass
-class _Activity:
+class ScheduledActivity:
     task_id: int
     name: str
     input: Any
     max_attempts: int = 1
     retry_interval: timedelta = timedelta(0)
     attempt: int = 1
+    #: The instance execution that scheduled it: a completion for an older execution (after
+    #: ``continue_as_new``, terminate or a restart of the id) is dropped, as DTFx drops it.
+    execution: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "name": self.name,
+            "input": self.input,
+            "max_attempts": self.max_attempts,
+            "retry_ms": int(self.retry_interval / timedelta(milliseconds=1)),
+            "attempt": self.attempt,
+            "execution": self.execution,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ScheduledActivity:
+        return cls(
+            raw["task_id"],
+            raw["name"],
+            raw["input"],
+            raw["max_attempts"],
+            timedelta(milliseconds=raw["retry_ms"]),
+            raw["attempt"],
+            raw["execution"],
+        )
 
 
 @dataclass
 class _Timer:
     task_id: int
     fire_at: datetime
-    retry_of: _Activity | None = None
+    retry_of: ScheduledActivity | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "fire_at": self.fire_at.isoformat(),
+            "retry_of": self.retry_of.to_dict() if self.retry_of else None,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> _Timer:
+        retry = raw.get("retry_of")
+        return cls(
+            raw["task_id"],
+            datetime.fromisoformat(raw["fire_at"]),
+            ScheduledActivity.from_dict(retry) if retry else None,
+        )
+
+
+@dataclass
+class Outcome:
+    """What an activity execution produced, to be delivered by :meth:`Driver.complete`."""
+
+    result: Any = None
+    failure: tuple[str, str] | None = None  # (reason, details)
 
 
 @dataclass
@@ -74,10 +147,12 @@ class Instance:
     custom_status: Any = None
     history: list[dict[str, Any]] = field(default_factory=list)
     generation: int = 0
+    execution: int = 0
     next_id: int = 0
     known_actions: int = 0
     timer_by_position: dict[int, int] = field(default_factory=dict)
-    ready: list[_Activity] = field(default_factory=list)
+    ready: list[ScheduledActivity] = field(default_factory=list)
+    in_flight: dict[int, ScheduledActivity] = field(default_factory=dict)
     timers: dict[int, _Timer] = field(default_factory=dict)
     custom_status_log: list[Any] = field(default_factory=list)
     activity_calls: list[tuple[str, Any, int]] = field(default_factory=list)
@@ -91,16 +166,82 @@ class Instance:
     def is_running(self) -> bool:
         return self.status in ("Pending", "Running")
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to resume it (test diagnostics such as ``activity_calls`` are not
+        kept). Activities handed out but not completed are saved as ready: at-least-once."""
+        return {
+            "instance_id": self.instance_id,
+            "name": self.name,
+            "input": self.input,
+            "created": self.created.isoformat(),
+            "status": self.status,
+            "output": self.output,
+            "error": self.error,
+            "custom_status": self.custom_status,
+            "history": self.history,
+            "generation": self.generation,
+            "execution": self.execution,
+            "next_id": self.next_id,
+            "known_actions": self.known_actions,
+            "timer_by_position": {str(k): v for k, v in self.timer_by_position.items()},
+            "ready": [a.to_dict() for a in [*self.in_flight.values(), *self.ready]],
+            "timers": [t.to_dict() for t in self.timers.values()],
+            "max_history": self.max_history,
+            "total_events": self.total_events,
+            "last_updated": self.last_updated.isoformat() if self.last_updated else None,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Instance:
+        timers = [_Timer.from_dict(t) for t in raw["timers"]]
+        return cls(
+            instance_id=raw["instance_id"],
+            name=raw["name"],
+            input=raw["input"],
+            created=datetime.fromisoformat(raw["created"]),
+            status=raw["status"],
+            output=raw["output"],
+            error=raw["error"],
+            custom_status=raw["custom_status"],
+            history=raw["history"],
+            generation=raw["generation"],
+            execution=raw["execution"],
+            next_id=raw["next_id"],
+            known_actions=raw["known_actions"],
+            timer_by_position={int(k): v for k, v in raw["timer_by_position"].items()},
+            ready=[ScheduledActivity.from_dict(a) for a in raw["ready"]],
+            timers={t.task_id: t for t in timers},
+            max_history=raw["max_history"],
+            total_events=raw["total_events"],
+            last_updated=(
+                datetime.fromisoformat(raw["last_updated"]) if raw["last_updated"] else None
+            ),
+        )
+
 
 class Driver:
     def __init__(
-        self, app: Any, *, schema: int = 0, start: datetime | None = None, realtime: bool = False
+        self,
+        app: Any,
+        *,
+        schema: int = 0,
+        start: datetime | None = None,
+        realtime: bool = False,
+        store: InstanceStore | None = None,
+        max_finished: int = 1000,
     ) -> None:
         self.schema = schema
         self.realtime = realtime
+        self.store = store
+        self.max_finished = max_finished
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        #: Instances in memory: every running one, and finished ones up to ``max_finished``.
         self.instances: dict[str, Instance] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._executions = 0
         self.lock = threading.RLock()
+        #: Set whenever work may have become due (new activity, new timer): the pump waits on it.
+        self.wakeup = threading.Event()
         self.activity_hook: ActivityHook | None = None
         #: Runs after an activity returned; raising here simulates a lost completion (the side
         #: effects happened, Durable redelivers the activity): at-least-once execution.
@@ -119,56 +260,194 @@ class Driver:
     def now(self) -> datetime:
         return datetime.now(UTC) if self.realtime else self._now
 
+    # -- persistence -------------------------------------------------------------------------
+    def resume_from_store(self) -> list[str]:
+        """Load every running instance from the store (after a restart). Returns their ids."""
+        if self.store is None:
+            return []
+        with self.lock:
+            resumed = []
+            for raw in self.store.load_running():
+                inst = Instance.from_dict(raw)
+                self.instances[inst.instance_id] = inst
+                self._executions = max(self._executions, inst.execution)
+                resumed.append(inst.instance_id)
+            self.wakeup.set()
+            return resumed
+
+    def _lookup(self, instance_id: str) -> Instance | None:
+        inst = self.instances.get(instance_id)
+        if inst is None and self.store is not None:
+            raw = self.store.load(instance_id)
+            if raw is not None:
+                inst = Instance.from_dict(raw)
+                self.instances[instance_id] = inst
+                self._changed(inst, persist=False)
+        elif inst is not None and instance_id in self._finished:
+            self._finished.move_to_end(instance_id)
+        return inst
+
+    def _changed(self, inst: Instance, *, persist: bool = True) -> None:
+        """After every change: write through, and bound the finished instances in memory."""
+        if persist and self.store is not None:
+            self.store.save(inst.instance_id, inst.to_dict(), running=inst.is_running)
+        if inst.is_running:
+            self._finished.pop(inst.instance_id, None)
+            return
+        self._finished[inst.instance_id] = None
+        self._finished.move_to_end(inst.instance_id)
+        while len(self._finished) > self.max_finished:
+            evicted, _ = self._finished.popitem(last=False)
+            self.instances.pop(evicted, None)
+
     # -- client operations -------------------------------------------------------------------
     def start_new(self, name: str, instance_id: str, input_: Any) -> str:
         with self.lock:
             if name not in self.orchestrators:
-                raise DriverError(f"no orchestrator named {name!r}")
-            existing = self.instances.get(instance_id)
+                raise UnknownOrchestrator(f"no orchestrator named {name!r}")
+            existing = self._lookup(instance_id)
             if existing is not None and existing.is_running:
-                raise DriverError(f"instance {instance_id} is already running")
+                raise AlreadyRunning(f"instance {instance_id} is already running")
             inst = Instance(instance_id, name, input_, created=self.now())
             self.instances[instance_id] = inst
             self._begin_generation(inst, input_)
+            self._changed(inst)
             return instance_id
 
-    def raise_event(self, instance_id: str, name: str, data: Any) -> None:
+    def raise_event(self, instance_id: str, name: str, data: Any) -> bool:
+        """Deliver an event. False when the instance has finished (the extension drops the event
+        and answers 410); ``KeyError`` when there is no such instance."""
         with self.lock:
-            inst = self.instances.get(instance_id)
+            inst = self._lookup(instance_id)
             if inst is None:
                 raise KeyError(instance_id)
             if not inst.is_running:
-                return  # the extension drops events for finished instances
+                return False
             self._episode(inst, [h.event_raised(self.now(), name, data)])
+            self._changed(inst)
+            return True
 
-    def terminate(self, instance_id: str, reason: str) -> None:
+    def terminate(self, instance_id: str, reason: str) -> bool:
+        """False when it had finished already; ``KeyError`` when there is no such instance."""
         with self.lock:
-            inst = self.instances[instance_id]
-            if inst.is_running:
-                inst.status, inst.output = "Terminated", reason
-                inst.ready.clear()
-                inst.timers.clear()
+            inst = self._lookup(instance_id)
+            if inst is None:
+                raise KeyError(instance_id)
+            if not inst.is_running:
+                return False
+            inst.status, inst.output = "Terminated", reason
+            inst.last_updated = self.now()
+            inst.ready.clear()
+            inst.in_flight.clear()
+            inst.timers.clear()
+            self._changed(inst)
+            return True
 
     def purge(self, instance_id: str) -> int:
         with self.lock:
-            inst = self.instances.get(instance_id)
+            inst = self._lookup(instance_id)
             if inst is None or inst.is_running:
                 return 0
-            del self.instances[instance_id]
+            self.instances.pop(instance_id, None)
+            self._finished.pop(instance_id, None)
+            if self.store is not None:
+                self.store.delete(instance_id)
             return 1
 
+    def status(self, instance_id: str) -> Instance | None:
+        """The instance (from memory or the store). Callers must treat it as read-only."""
+        with self.lock:
+            return self._lookup(instance_id)
+
+    def list_instances(self) -> list[Instance]:
+        """Every instance in memory and in the store (for the management API's query route)."""
+        with self.lock:
+            found = dict(self.instances)
+            if self.store is not None:
+                for instance_id in self.store.ids():
+                    if instance_id not in found:
+                        raw = self.store.load(instance_id)
+                        if raw is not None:
+                            found[instance_id] = Instance.from_dict(raw)
+            return list(found.values())
+
     # -- running -----------------------------------------------------------------------------
+    def take_ready(self, limit: int | None = None) -> list[tuple[str, ScheduledActivity]]:
+        """Hand out ready activities (they count as in flight until :meth:`complete`)."""
+        with self.lock:
+            taken: list[tuple[str, ScheduledActivity]] = []
+            for inst in list(self.instances.values()):
+                while inst.is_running and inst.ready and (limit is None or len(taken) < limit):
+                    act = inst.ready.pop(0)
+                    inst.in_flight[act.task_id] = act
+                    inst.activity_calls.append((act.name, act.input, act.attempt))
+                    taken.append((inst.instance_id, act))
+            return taken
+
+    def execute(self, act: ScheduledActivity) -> Outcome:
+        """Run one activity on the calling thread, without the lock."""
+        try:
+            if self.activity_hook is not None:
+                self.activity_hook(act.name, act.input, act.attempt)
+            result = self.activities[act.name](act.input)
+            json.dumps(result)
+            if self.after_activity_hook is not None:
+                self.after_activity_hook(act.name, act.input, act.attempt)
+        except Exception as exc:  # noqa: BLE001 - delivered to the orchestrator as TaskFailed
+            return Outcome(failure=(f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=3)))
+        return Outcome(result=result)
+
+    def complete(self, instance_id: str, act: ScheduledActivity, outcome: Outcome) -> None:
+        """Deliver an activity's outcome (dropped if its execution is no longer current)."""
+        with self.lock:
+            inst = self.instances.get(instance_id)
+            if inst is None or inst.in_flight.get(act.task_id) is not act:
+                return  # terminated, restarted or purged meanwhile: this work item is stale
+            del inst.in_flight[act.task_id]
+            if not inst.is_running or act.execution != inst.execution:
+                self._changed(inst)
+                return
+            now = self.now()
+            if outcome.failure is None:
+                self._episode(inst, [h.task_completed(now, act.task_id, outcome.result)])
+            else:
+                reason, details = outcome.failure
+                self._episode(inst, [h.task_failed(now, act.task_id, reason, details)])
+                if inst.is_running and act.max_attempts > 1:
+                    timer_id = self._take_id(inst)
+                    inst.timers[timer_id] = _Timer(timer_id, now + act.retry_interval, act)
+                    self.wakeup.set()
+            self._changed(inst)
+
+    def fire_due_timers(self) -> int:
+        """Fire every timer that is due now. Returns how many fired."""
+        fired = 0
+        with self.lock:
+            while True:
+                due = self._next_timer()
+                if due is None or due[1].fire_at > self.now():
+                    return fired
+                self._fire(*due)
+                self._changed(due[0])
+                fired += 1
+
+    def next_timer_at(self) -> datetime | None:
+        with self.lock:
+            due = self._next_timer()
+            return due[1].fire_at if due else None
+
     def step(self) -> bool:
         """Do one unit of due work (an activity, or a timer due now). False when idle."""
+        taken = self.take_ready(limit=1)
+        if taken:
+            instance_id, act = taken[0]
+            self.complete(instance_id, act, self.execute(act))
+            return True
         with self.lock:
-            for inst in list(self.instances.values()):
-                if inst.is_running and inst.ready:
-                    self._run_activity(inst, inst.ready.pop(0))
-                    return True
             due = self._next_timer()
             if due is not None and due[1].fire_at <= self.now():
-                inst, timer = due
-                self._fire(inst, timer)
+                self._fire(*due)
+                self._changed(due[0])
                 return True
             return False
 
@@ -244,62 +523,36 @@ class Driver:
 
     def _begin_generation(self, inst: Instance, input_: Any) -> None:
         now = self.now()
+        self._executions += 1
+        inst.execution = self._executions
         inst.input = input_
         inst.history = []
         inst.next_id = inst.known_actions = 0
         inst.timer_by_position.clear()
         inst.ready.clear()
+        inst.in_flight.clear()
         inst.timers.clear()
         inst.status = "Running"
         self._episode(inst, [h.execution_started(now, inst.name, json.dumps(input_))])
-
-    def _run_activity(self, inst: Instance, act: _Activity) -> None:
-        now = self.now()
-        inst.activity_calls.append((act.name, act.input, act.attempt))
-        try:
-            if self.activity_hook is not None:
-                self.activity_hook(act.name, act.input, act.attempt)
-            fn = self.activities[act.name]
-            result = fn(act.input)
-            json.dumps(result)
-            if self.after_activity_hook is not None:
-                self.after_activity_hook(act.name, act.input, act.attempt)
-        except Exception as exc:  # noqa: BLE001 - delivered to the orchestrator as TaskFailed
-            self._episode(
-                inst,
-                [
-                    h.task_failed(
-                        now,
-                        act.task_id,
-                        f"{type(exc).__name__}: {exc}",
-                        traceback.format_exc(limit=3),
-                    )
-                ],
-            )
-            if not inst.is_running:
-                return
-            if act.max_attempts > 1:
-                timer_id = self._take_id(inst)
-                inst.timers[timer_id] = _Timer(timer_id, now + act.retry_interval, retry_of=act)
-            return
-        self._episode(inst, [h.task_completed(now, act.task_id, result)])
 
     def _fire(self, inst: Instance, timer: _Timer) -> None:
         del inst.timers[timer.task_id]
         self._episode(inst, [h.timer_fired(self.now(), timer.task_id, timer.fire_at)])
         act = timer.retry_of
         if act is not None and inst.is_running and act.attempt < act.max_attempts:
-            retry = _Activity(
+            retry = ScheduledActivity(
                 self._take_id(inst),
                 act.name,
                 act.input,
                 act.max_attempts,
                 act.retry_interval,
                 act.attempt + 1,
+                inst.execution,
             )
             inst.history.append(h.task_scheduled(self.now(), retry.task_id, retry.name))
             inst.total_events += 1
             inst.ready.append(retry)
+            self.wakeup.set()
 
     def _take_id(self, inst: Instance) -> int:
         inst.next_id += 1
@@ -346,6 +599,7 @@ class Driver:
         if failed is not None:
             inst.status, inst.error, inst.output = "Failed", failed, failed
             inst.ready.clear()
+            inst.in_flight.clear()
             inst.timers.clear()
             return
         self._schedule(inst, actions)
@@ -359,6 +613,7 @@ class Driver:
                 return
             inst.status, inst.output = "Completed", state.get("output")
             inst.ready.clear()
+            inst.in_flight.clear()
             inst.timers.clear()
 
     def _schedule(self, inst: Instance, actions: list[dict[str, Any]]) -> None:
@@ -373,7 +628,7 @@ class Driver:
                 continue
             if kind in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY):
                 retry = action.get("retryOptions") or {}
-                act = _Activity(
+                act = ScheduledActivity(
                     self._take_id(inst),
                     action["functionName"],
                     json.loads(action["input"]) if action.get("input") is not None else None,
@@ -381,18 +636,21 @@ class Driver:
                     retry_interval=timedelta(
                         milliseconds=int(retry.get("firstRetryIntervalInMilliseconds", 0))
                     ),
+                    execution=inst.execution,
                 )
                 if act.name not in self.activities:
                     raise DriverError(f"no activity named {act.name!r}")
                 inst.history.append(h.task_scheduled(now, act.task_id, act.name))
                 inst.total_events += 1
                 inst.ready.append(act)
+                self.wakeup.set()
             elif kind == CREATE_TIMER:
                 timer_id = self._take_id(inst)
                 fire_at = datetime.fromisoformat(action["fireAt"].replace("Z", "+00:00"))
                 inst.timer_by_position[position] = timer_id
                 if not action.get("isCanceled"):
                     inst.timers[timer_id] = _Timer(timer_id, fire_at)
+                    self.wakeup.set()
                 inst.history.append(h.timer_created(now, timer_id, fire_at))
                 inst.total_events += 1
             elif kind in (WAIT_FOR_EVENT, CONTINUE_AS_NEW):
