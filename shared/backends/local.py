@@ -3,11 +3,18 @@ the "image" is the app directory it produced, and the preview is a static server
 
 Every job lives in ``<FOUNDRY_SERVICE_LOCAL_WORK_DIR>/<job_id>/``; markers in that directory make
 each step create-or-get, so a retried activity finds its earlier effect.
+
+Processes: the build runner starts in its own session and dies with the service
+(:mod:`shared.backends.parent_death`); every process of a build carries ``FOUNDRY_LOCAL_JOB_DIR``
+in its environment, and the runner and builder are recorded (pid + start time) in the job
+directory. Stopping a build kills the recorded process groups and then every process still
+carrying the job's marker, so cancel, failure, timeout and the reconciler's fail leave nothing
+running, and the orphan sweep finds leftovers of a crashed service. Previews deliberately outlive
+the service (a ``ready`` job keeps serving across a restart) and are killed by record.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -22,7 +29,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from shared.backends import parent_death, processes
 from shared.backends.base import ResourceRef, StepState, StepStatus
+from shared.backends.local_runner import BUILDER_RECORD
+from shared.backends.processes import ProcessRecord
 from shared.config.settings import Settings
 from shared.domain.models import JobRecord
 from shared.storage.job_blobs import SPEC_PATH, TASKS_PATH, JobBlobs
@@ -35,6 +45,13 @@ PREVIEW_CONTRACT_TASK = (
     "storage only. Do not set X-Frame-Options or a frame-ancestors CSP.\n"
 )
 _EXCLUDED_FROM_SOURCE = {".buildloop", "node_modules", "target", "dist"}
+#: Environment marker on every process of a build: the job directory's absolute path.
+JOB_MARKER = "FOUNDRY_LOCAL_JOB_DIR"
+RUNNER_RECORD = "runner.proc.json"
+PREVIEW_RECORD = "preview.proc.json"
+RUNNER_MODULE = "shared.backends.local_runner"
+#: How long a stopped build may take to exit on SIGTERM before everything left is SIGKILLed.
+STOP_GRACE_SECS = 2.0
 
 
 class LocalBackend:
@@ -57,41 +74,64 @@ class LocalBackend:
             return shlex.split(self.settings.local_builder_command)
         return [sys.executable, str(EXAMPLE_BUILDER)]
 
-    def _alive(self, pid: int) -> bool:
-        child = self._children.get(pid)
-        if child is not None:
-            return child.poll() is None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    def _alive(self, record: ProcessRecord | None) -> bool:
+        if record is None:
             return False
-        except PermissionError:
-            return True
-        stat = Path(f"/proc/{pid}/stat")
-        return not (stat.exists() and ") Z " in stat.read_text())
+        child = self._children.get(record.pid)
+        if child is not None:
+            return child.poll() is None  # also reaps it once it has exited
+        return record.is_same_process()
 
-    def _spawn(self, args: list[str], **kwargs: object) -> int:
+    def _spawn(
+        self, args: list[str], *, hint: str, record: Path, with_service: bool, **kwargs: object
+    ) -> int:
+        """Start ``args`` as the leader of a new session and record it in ``record``.
+        ``with_service``: the kernel kills it when this process dies (even by SIGKILL)."""
+        if with_service:
+            args = [sys.executable, "-S", parent_death.__file__, str(os.getpid()), "--", *args]
         # S603: argv is the operator-configured local builder/preview command, never request data.
         proc = subprocess.Popen(args, start_new_session=True, **kwargs)  # type: ignore[call-overload]  # noqa: S603
         self._children[proc.pid] = proc
+        captured = ProcessRecord.capture(proc.pid, command_hint=hint)
+        if captured is not None:
+            captured.write(record)
         return int(proc.pid)
 
-    def _kill_group(self, pid_file: Path) -> bool:
-        if not pid_file.exists():
+    def _reap(self) -> None:
+        for pid, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[pid]
+
+    def _kill_build(self, root: Path, *, grace: float = STOP_GRACE_SECS) -> bool:
+        """Stop every process of the job's build: SIGTERM to the runner (it stops the builder and
+        exits), then, after ``grace``, SIGKILL to the recorded groups and to anything still
+        carrying the job's marker (grandchildren that left the group). True if anything ran."""
+        records = [
+            r for r in (ProcessRecord.read(root / n) for n in (RUNNER_RECORD, BUILDER_RECORD)) if r
+        ]
+        marker = (JOB_MARKER, str(root))
+        running = any(self._alive(r) for r in records) or str(root) in set(
+            processes.processes_with_env(JOB_MARKER).values()
+        )
+        if not running:
+            self._reap()
             return False
-        pid = int(pid_file.read_text().strip() or 0)
-        if pid and self._alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            child = self._children.pop(pid, None)
-            if child is not None:
-                child.wait(timeout=10)
-            return True
-        return False
+        if grace > 0:
+            for record in records:
+                record.signal_group(signal.SIGTERM)
+            processes.wait_until_gone(records, marker=marker, timeout=grace)
+        for _ in range(50):  # a dying tree may still fork: repeat until nothing carries the marker
+            for record in records:
+                record.signal_group(signal.SIGKILL)
+            processes.kill_marked(*marker)
+            self._reap()
+            if processes.wait_until_gone(records, marker=marker, timeout=0.1):
+                break
+        return True
 
     # -- build -------------------------------------------------------------------------------
     def build_started(self, job_id: str) -> bool:
-        return (self.job_dir(job_id) / "runner.pid").exists()
+        return (self.job_dir(job_id) / RUNNER_RECORD).exists()
 
     def start_build(self, job: JobRecord, *, proxy_token: str) -> None:
         root = self.job_dir(job.job_id)
@@ -112,32 +152,37 @@ class LocalBackend:
             "ANTHROPIC_BASE_URL": self.settings.proxy_base_url,
             "ANTHROPIC_AUTH_TOKEN": proxy_token,
             "FOUNDRY_JOB_ID": job.job_id,
+            JOB_MARKER: str(root),
         }
         if "FOUNDRY_EXAMPLE_BUILDER_DELAY" in os.environ:
             env["FOUNDRY_EXAMPLE_BUILDER_DELAY"] = os.environ["FOUNDRY_EXAMPLE_BUILDER_DELAY"]
         runner = [
             sys.executable,
             "-m",
-            "shared.backends.local_runner",
+            RUNNER_MODULE,
             str(root),
             str(self.settings.build_timeout_secs),
             "--",
             *self._builder_command(),
         ]
-        pid = self._spawn(
+        self._spawn(
             runner,
+            hint=RUNNER_MODULE,
+            record=root / RUNNER_RECORD,
+            with_service=True,
             env=env,
             cwd=str(REPO_ROOT),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        (root / "runner.pid").write_text(str(pid))
 
     def poll_build(self, job_id: str) -> StepStatus:
         root = self.job_dir(job_id)
         exit_file = root / "exit.json"
         if exit_file.exists():
+            # The build is over: whatever it left running (even outside its group) goes now.
+            self._kill_build(root, grace=0)
             outcome = json.loads(exit_file.read_text())
             if outcome.get("timed_out"):
                 return StepStatus(
@@ -146,12 +191,16 @@ class LocalBackend:
             if outcome.get("exit_code") == 0:
                 return StepStatus(StepState.SUCCEEDED)
             return StepStatus(StepState.FAILED, f"builder exited with {outcome.get('exit_code')}")
-        pid_file = root / "runner.pid"
-        if not pid_file.exists():
+        record_file = root / RUNNER_RECORD
+        if not record_file.exists():
             return StepStatus(StepState.MISSING)
-        if self._alive(int(pid_file.read_text())):
+        if self._alive(ProcessRecord.read(record_file)):
             return StepStatus(StepState.RUNNING)
-        return StepStatus(StepState.FAILED, "builder runner disappeared")
+        return StepStatus(
+            StepState.FAILED,
+            "the build process is gone without a result: it was killed, or the service "
+            "restarted while it ran (builds do not outlive the service)",
+        )
 
     def read_stream(self, job_id: str, *, offset: int) -> bytes:
         path = self.job_dir(job_id) / "stream.jsonl"
@@ -165,7 +214,7 @@ class LocalBackend:
         return data[: cut + 1] if cut >= 0 else b""
 
     def stop_build(self, job_id: str) -> None:
-        self._kill_group(self.job_dir(job_id) / "runner.pid")
+        self._kill_build(self.job_dir(job_id))
 
     def collect_artifact(self, job_id: str) -> bytes | None:
         work = self.job_dir(job_id) / "work"
@@ -204,7 +253,7 @@ class LocalBackend:
     def deploy_preview(self, job: JobRecord, *, image_ref: str) -> None:
         root = self.job_dir(job.job_id)
         state = root / "preview.json"
-        if state.exists() and self._alive(json.loads(state.read_text())["pid"]):
+        if state.exists() and self._alive(ProcessRecord.read(root / PREVIEW_RECORD)):
             return
         with socket.socket() as probe:
             probe.bind((self.settings.local_preview_host, 0))
@@ -220,19 +269,21 @@ class LocalBackend:
                 "--directory",
                 str(root / "image"),
             ],
+            hint="http.server",
+            record=root / PREVIEW_RECORD,
+            with_service=False,  # a ready job keeps its preview across a service restart
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         state.write_text(json.dumps({"pid": pid, "port": port}))
-        (root / "preview.pid").write_text(str(pid))
 
     def poll_preview(self, job: JobRecord) -> StepStatus:
         state = self.job_dir(job.job_id) / "preview.json"
         if not state.exists():
             return StepStatus(StepState.MISSING)
         info = json.loads(state.read_text())
-        if not self._alive(info["pid"]):
+        if not self._alive(ProcessRecord.read(self.job_dir(job.job_id) / PREVIEW_RECORD)):
             return StepStatus(StepState.FAILED, "preview server exited")
         url = f"http://{self.settings.local_preview_host}:{info['port']}/"
         try:
@@ -249,26 +300,66 @@ class LocalBackend:
     def teardown(self, job_id: str) -> list[str]:
         root = self.job_dir(job_id)
         removed = []
-        if self._kill_group(root / "runner.pid"):
+        if self._kill_build(root):
             removed.append("build")
-        if self._kill_group(root / "preview.pid"):
+        if self._kill_preview(root):
             removed.append("preview")
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)
             removed.append("workdir")
         return removed
 
+    def _kill_preview(self, root: Path) -> bool:
+        record = ProcessRecord.read(root / PREVIEW_RECORD)
+        if record is None or not self._alive(record):
+            return False
+        record.signal_group(signal.SIGKILL)
+        child = self._children.pop(record.pid, None)
+        if child is not None:
+            child.wait(timeout=10)
+        return True
+
     def list_resources(self) -> list[ResourceRef]:
-        if not self.root.exists():
-            return []
-        return [
+        """Job directories, plus live build processes of this work root whose directory may be
+        gone already (leftovers of a crashed service)."""
+        found = [
             ResourceRef(job_id=p.name, kind="workdir", name=str(p))
-            for p in sorted(self.root.iterdir())
+            for p in (sorted(self.root.iterdir()) if self.root.exists() else [])
             if p.is_dir() and p.name.startswith("fj_")
         ]
+        for pid, job_dir in sorted(leftover_build_processes(self.root).items()):
+            found.append(ResourceRef(job_id=Path(job_dir).name, kind="process", name=str(pid)))
+        return found
 
     def close(self) -> None:
         """Nothing to release: previews deliberately outlive the service process."""
+
+
+def leftover_build_processes(root: Path) -> dict[int, str]:
+    """``pid -> job directory`` for every live process of a build under ``root``."""
+    prefix = str(root.resolve()) + os.sep
+    return {
+        pid: job_dir
+        for pid, job_dir in processes.processes_with_env(JOB_MARKER).items()
+        if job_dir.startswith(prefix)
+    }
+
+
+def kill_stale_builds(root: Path) -> list[int]:
+    """At service start: no build under ``root`` can belong to this process yet, so every
+    recorded runner/builder that still verifies, and every process carrying a job marker of this
+    root, is left over from a previous run. Kill them; return the pids that were running."""
+    killed: set[int] = set()
+    for folder in sorted(root.glob("fj_*")) if root.exists() else []:
+        for name in (RUNNER_RECORD, BUILDER_RECORD):
+            record = ProcessRecord.read(folder / name)
+            if record is not None and record.is_same_process():
+                record.signal_group(signal.SIGKILL)
+                killed.add(record.pid)
+    for pid, marked_dir in leftover_build_processes(root).items():
+        killed.update(processes.kill_marked(JOB_MARKER, marked_dir))
+        killed.add(pid)
+    return sorted(killed)
 
 
 def _source_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
