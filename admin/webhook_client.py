@@ -1,7 +1,9 @@
 """A durable client over the Durable Functions HTTP management API
 (``<app>/runtime/webhooks/durabletask``), for operators outside the Functions host.
 
-The same routes are served by the local dev server, so the admin CLI works against both."""
+The same routes are served by the local dev server, so the admin CLI works against both. Both
+require the ``durabletask_extension`` system key; it is sent in the ``x-functions-key`` header,
+not the query string, so it stays out of access logs."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from admin.exits import CliError, Exit
 
 
 @dataclass(frozen=True)
@@ -31,19 +35,18 @@ class WebhookDurableClient:
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.base = base_url.rstrip("/") + "/runtime/webhooks/durabletask"
-        self.params = {"code": system_key} if system_key else {}
+        headers = {"x-functions-key": system_key} if system_key else {}
         self.http = client or httpx.AsyncClient(timeout=30.0)
+        self.http.headers.update(headers)
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
     async def get_status(self, instance_id: str) -> InstanceStatus:
-        resp = await self.http.get(
-            f"{self.base}/instances/{quote(instance_id)}", params=self.params
-        )
+        resp = await self.http.get(f"{self.base}/instances/{quote(instance_id)}")
         if resp.status_code == 404:
             return InstanceStatus(instance_id, None)
-        resp.raise_for_status()
+        _raise_for_status(resp)
         body = resp.json()
         return InstanceStatus(
             instance_id,
@@ -63,20 +66,29 @@ class WebhookDurableClient:
         url = f"{self.base}/orchestrators/{quote(orchestration_function_name)}"
         if instance_id:
             url += f"/{quote(instance_id)}"
-        resp = await self.http.post(url, params=self.params, json=client_input)
-        resp.raise_for_status()
+        resp = await self.http.post(url, json=client_input)
+        _raise_for_status(resp)
         return str(resp.json().get("id", instance_id))
 
     async def raise_event(self, instance_id: str, event_name: str, event_data: Any = None) -> None:
         url = f"{self.base}/instances/{quote(instance_id)}/raiseEvent/{quote(event_name)}"
-        resp = await self.http.post(url, params=self.params, json=event_data)
-        resp.raise_for_status()
+        resp = await self.http.post(url, json=event_data)
+        _raise_for_status(resp)
 
     async def purge_instance_history(self, instance_id: str) -> int:
-        resp = await self.http.delete(
-            f"{self.base}/instances/{quote(instance_id)}", params=self.params
-        )
+        resp = await self.http.delete(f"{self.base}/instances/{quote(instance_id)}")
         if resp.status_code == 404:
             return 0
-        resp.raise_for_status()
+        _raise_for_status(resp)
         return int(resp.json().get("instancesDeleted", 0))
+
+
+def _raise_for_status(resp: httpx.Response) -> None:
+    if resp.status_code in (401, 403):
+        raise CliError(
+            Exit.AUTH,
+            "unauthorized",
+            f"the durable management API refused the request (HTTP {resp.status_code}): set "
+            "FOUNDRY_ADMIN_DURABLE_KEY to the app's durabletask_extension system key",
+        )
+    resp.raise_for_status()

@@ -1,6 +1,8 @@
 """Invokes the app's HTTP and timer functions the way the Functions host would: routes from the
 indexed bindings (``routePrefix`` is empty in host.json), an ``HttpRequest`` built from the wire
-request, and the durable client passed where a ``durableClient`` binding is declared.
+request, and, where a ``durableClient`` binding is declared, the binding's JSON value (see
+:mod:`devhost.binding`), which the SDK's own wrapper turns into a real
+``DurableOrchestrationClient``. Invocations run on the worker loop (:mod:`devhost.worker`).
 
 Routing follows the host (see ``api.routing``): function routes are tried in function-name order
 (ordinal, ignoring case), literal segments match ignoring case, a method mismatch falls through to
@@ -26,6 +28,7 @@ import azure.functions as func
 
 from api.http import ApiError, ErrorCode
 from devhost.indexing import binding_types, indexed_functions
+from devhost.worker import WorkerLoop, worker_loop
 
 #: The Linux host's URL limit (Kestrel's 8 KB request line, less room for the method and protocol)
 #: and its default body limit (``ScriptConstants.DefaultMaxRequestBodySize``, overridable with the
@@ -75,12 +78,16 @@ class FunctionHost:
     def __init__(
         self,
         app: Any,
-        client: Any,
+        durable_binding: str | None,
         *,
+        worker: WorkerLoop | None = None,
         max_url_bytes: int = MAX_URL_BYTES,
         max_body_bytes: int | None = None,
     ) -> None:
-        self.client = client
+        """``durable_binding``: the ``durableClient`` binding value (``None``: the app declares
+        no such binding, or the test does not need one)."""
+        self.durable_binding = durable_binding
+        self.worker = worker or worker_loop()
         self.max_url_bytes = max_url_bytes
         self.max_body_bytes = host_max_body_bytes() if max_body_bytes is None else max_body_bytes
         self.routes: list[Route] = []
@@ -90,8 +97,7 @@ class FunctionHost:
             client_param = next(
                 (b.name for b in function.get_bindings() if b.type == "durableClient"), None
             )
-            user = function.get_user_function()
-            call = user.client_function if client_param else user
+            call = function.get_user_function()  # with a client: the SDK's client middleware
             if "httpTrigger" in kinds:
                 trigger = next(b for b in function.get_bindings() if b.type == "httpTrigger")
                 pattern, literals = _compile(trigger.route)
@@ -162,12 +168,8 @@ class FunctionHost:
         )
         kwargs: dict[str, Any] = {"req": request}
         if route.client_param:
-            kwargs[route.client_param] = self.client
-        response: func.HttpResponse
-        if inspect.iscoroutinefunction(route.call):
-            response = await route.call(**kwargs)
-        else:  # like the host: synchronous functions run on a worker thread, not the event loop
-            response = await asyncio.to_thread(route.call, **kwargs)
+            kwargs[route.client_param] = self._binding()
+        response: func.HttpResponse = await self.worker.call(self._invoke(route.call, kwargs))
         return response
 
     def body_too_large(self) -> func.HttpResponse:
@@ -181,7 +183,17 @@ class FunctionHost:
         call, client_param = self.timers[name]
         kwargs: dict[str, Any] = {"timer": mock.Mock(spec=func.TimerRequest, past_due=False)}
         if client_param:
-            kwargs[client_param] = self.client
-        result = call(**kwargs)
-        if inspect.isawaitable(result):
-            await result
+            kwargs[client_param] = self._binding()
+        await self.worker.call(self._invoke(call, kwargs))
+
+    def _binding(self) -> str:
+        if self.durable_binding is None:
+            raise RuntimeError("this host was built without a durableClient binding value")
+        return self.durable_binding
+
+    @staticmethod
+    async def _invoke(call: Any, kwargs: dict[str, Any]) -> Any:
+        if inspect.iscoroutinefunction(call):
+            return await call(**kwargs)
+        # Like the worker: synchronous functions run on a thread, not on the event loop.
+        return await asyncio.to_thread(call, **kwargs)

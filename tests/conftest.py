@@ -1,5 +1,7 @@
 """Shared fixtures: one Azurite per test session, isolated tables/containers per test, and the
-app's functions driven by the in-process durable driver."""
+app's functions driven by the in-process durable driver. Functions get the SDK's real durable
+client, which calls the dev host's management API (over the test's driver) on loopback, with
+the system key, exactly as in the dev server."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.durable_functions import DurableOrchestrationClient
 
 import function_app
-from devhost.client import InProcessDurableClient
+from devhost.binding import durable_client
 from devhost.driver import Driver
 from devhost.http_host import FunctionHost
+from devhost.loopback import DurableHttpHost
 from shared.config.settings import Settings
 from shared.services import Services, use_services
 from tests.azurite import Azurite, start_azurite
@@ -121,13 +125,22 @@ class Api:
 
 
 @pytest.fixture
-def client(driver: Driver) -> InProcessDurableClient:
-    return InProcessDurableClient(driver, drive=False)
+def durable_host(driver: Driver) -> Iterator[DurableHttpHost]:
+    """The durable management API over ``driver`` on a loopback port (key-guarded)."""
+    with DurableHttpHost(driver) as host:
+        yield host
 
 
 @pytest.fixture
-def api(services: Services, client: InProcessDurableClient) -> Api:
-    return Api(FunctionHost(function_app.app, client))
+def client(durable_host: DurableHttpHost) -> DurableOrchestrationClient:
+    """The SDK's client, as a function would receive it (run its calls with
+    ``devhost.worker.run_in_worker``, where function code runs)."""
+    return durable_client(durable_host.binding)
+
+
+@pytest.fixture
+def api(services: Services, durable_host: DurableHttpHost) -> Api:
+    return Api(FunctionHost(function_app.app, durable_host.binding))
 
 
 def submission(app_name: str = "wishful-stickers", **overrides: Any) -> dict[str, Any]:

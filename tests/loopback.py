@@ -3,45 +3,23 @@ and the dev host's own request limits, stopped when the test ends."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from aiohttp import web
-
+import function_app
+from devhost.driver import Driver
 from devhost.http_host import FunctionHost
+from devhost.loopback import LoopbackServer
 from devhost.server import PARSER_LIMITS, build_app
+
+#: The management API's key on these servers (the functions' binding may point elsewhere).
+SYSTEM_KEY = "loopback-system-key-0123456789"
 
 
 @contextmanager
-def loopback_server(host: FunctionHost) -> Iterator[str]:
-    """Serve ``host`` on ``http://127.0.0.1:<port>``; yields the base URL."""
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(build_app(host), **PARSER_LIMITS)
-    ready = threading.Event()
-    port: list[int] = []
-
-    async def start() -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port.append(runner.addresses[0][1])
-        ready.set()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="loopback-devhost", daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("the loopback dev server did not start")
-    try:
-        yield f"http://127.0.0.1:{port[0]}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+def loopback_server(host: FunctionHost, driver: Driver | None = None) -> Iterator[str]:
+    """Serve ``host`` (and the durable management API over ``driver``) on
+    ``http://127.0.0.1:<port>``; yields the base URL."""
+    app = build_app(host, driver or Driver(function_app.app), system_key=SYSTEM_KEY)
+    with LoopbackServer(app, runner_options=PARSER_LIMITS) as server:
+        yield server.base_url

@@ -21,33 +21,40 @@ import function_app
 from admin import cli
 from admin.exits import Exit
 from admin.webhook_client import WebhookDurableClient
-from devhost.client import InProcessDurableClient
+from devhost.binding import client_binding
 from devhost.http_host import FunctionHost
+from devhost.loopback import LoopbackServer, free_port
 from devhost.server import build_app
 from shared.backends.base import StepState, StepStatus
 from shared.domain.ids import newest_first_key
 from shared.domain.models import JobStatus
 from tests.conftest import API_KEY, READ_KEY, Api, submission
-from tests.dev_server import serving
 from tests.scripted_backend import ScriptedBackend
 
 ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
+SYSTEM_KEY = "test-system-key-0123456789"
+
+
 @pytest.fixture
 def dev_server(driver) -> Iterator[str]:
-    """The dev server's aiohttp app (function routes, Durable webhooks, admin API)."""
-    client = InProcessDurableClient(driver, drive=False)
-    with serving(build_app(FunctionHost(function_app.app, client), client)) as url:
-        yield url
+    """The dev server's aiohttp app (function routes, Durable webhooks, admin API); functions
+    reach the webhooks through the real durable client, with the system key."""
+    port = free_port()
+    host = FunctionHost(function_app.app, client_binding(f"http://127.0.0.1:{port}", SYSTEM_KEY))
+    with LoopbackServer(build_app(host, driver, system_key=SYSTEM_KEY), port=port) as server:
+        yield server.base_url
 
 
 @pytest.fixture(autouse=True)
 def admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The operator's environment: an API key with jobs:write, nothing else inherited."""
-    for name in ("FOUNDRY_ADMIN_APP_URL", "FOUNDRY_ADMIN_MASTER_KEY", "FOUNDRY_ADMIN_DURABLE_KEY"):
+    """The operator's environment: an API key with jobs:write and the durable system key,
+    nothing else inherited."""
+    for name in ("FOUNDRY_ADMIN_APP_URL", "FOUNDRY_ADMIN_MASTER_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FOUNDRY_ADMIN_API_KEY", API_KEY)
+    monkeypatch.setenv("FOUNDRY_ADMIN_DURABLE_KEY", SYSTEM_KEY)
 
 
 class Run:
@@ -95,7 +102,8 @@ def test_list_show_logs(api: Api, driver, services, dev_server) -> None:
     assert job_id in run.out and "ready" in run.out and ISO_Z.search(run.out)
     listed = run_cli(services, "list", "--json").json()
     assert [j["job_id"] for j in listed["jobs"]] == [job_id]
-    report = run_cli(services, "show", job_id, "--json", client=WebhookDurableClient(dev_server))
+    durable = WebhookDurableClient(dev_server, system_key=SYSTEM_KEY)
+    report = run_cli(services, "show", job_id, "--json", client=durable)
     report = report.json()
     assert report["job"]["status"] == "ready"
     assert [h["to_status"] for h in report["history"]][-1] == "ready"
@@ -354,3 +362,17 @@ def test_reindex_adopts_rows_from_before_the_index(api: Api, services) -> None:
     first = run_cli(services, "reindex")
     assert (first.code, first.out) == (0, "1 job rows indexed\n")
     assert run_cli(services, "--json", "reindex").json() == {"indexed": 0}
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+def test_show_needs_the_durable_system_key(api, driver, services, dev_server, monkeypatch, key):
+    """The management API refuses without the key (as on Azure): exit 4, naming the setting."""
+    job_id = ready_job(api, driver, services)
+    if key is None:
+        monkeypatch.delenv("FOUNDRY_ADMIN_DURABLE_KEY")
+    else:
+        monkeypatch.setenv("FOUNDRY_ADMIN_DURABLE_KEY", key)
+    run = run_cli(services, "--app-url", dev_server, "show", job_id)
+    assert run.code == Exit.AUTH, (run.out, run.err)
+    assert "FOUNDRY_ADMIN_DURABLE_KEY" in run.err
+    assert SYSTEM_KEY not in run.err

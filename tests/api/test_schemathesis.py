@@ -86,7 +86,9 @@ def exercise(operation, mode: GenerationMode, base: str) -> int:
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_no_server_errors_and_every_response_as_documented(services, client, mode) -> None:
+def test_no_server_errors_and_every_response_as_documented(
+    services, driver, durable_host, mode
+) -> None:
     started = time.monotonic()
     operations = [op for op in OPERATIONS if mode.is_positive or takes_input(op)]
     assert len(operations) == (12 if mode.is_positive else 10)
@@ -94,7 +96,8 @@ def test_no_server_errors_and_every_response_as_documented(services, client, mod
     settings = ProxySettings(upstream_url="http://127.0.0.1:9", api_key="sk-test")
     llm = ServedProxy(lambda: LlmProxy(services.tokens, services.jobs, settings))
     try:
-        with loopback_server(FunctionHost(function_app.app, client)) as base:
+        functions = FunctionHost(function_app.app, durable_host.binding)
+        with loopback_server(functions, driver) as base:
             for operation in operations:
                 target = llm.url if operation.path == "/v1/messages" else base
                 assert exercise(operation, mode, target) > 0, operation.label

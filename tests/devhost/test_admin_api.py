@@ -9,21 +9,28 @@ import httpx
 import pytest
 
 import function_app
-from devhost.client import InProcessDurableClient
+from devhost.binding import client_binding
 from devhost.http_host import FunctionHost
+from devhost.loopback import LoopbackServer, free_port
 from devhost.server import build_app
-from tests.dev_server import serving
+
+SYSTEM_KEY = "admin-api-test-system-key"
 
 
 @pytest.fixture
-def host(services, driver) -> FunctionHost:
-    return FunctionHost(function_app.app, InProcessDurableClient(driver, drive=False))
+def port() -> int:
+    return free_port()
 
 
 @pytest.fixture
-def url(host: FunctionHost) -> Iterator[str]:
-    with serving(build_app(host, host.client)) as base:
-        yield base
+def host(services, port) -> FunctionHost:
+    return FunctionHost(function_app.app, client_binding(f"http://127.0.0.1:{port}", SYSTEM_KEY))
+
+
+@pytest.fixture
+def url(host: FunctionHost, driver, port) -> Iterator[str]:
+    with LoopbackServer(build_app(host, driver, system_key=SYSTEM_KEY), port=port) as server:
+        yield server.base_url
 
 
 def test_runs_a_timer_in_the_background_and_answers_202(host, url, monkeypatch) -> None:

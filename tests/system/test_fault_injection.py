@@ -11,9 +11,9 @@ import pytest
 
 import function_app
 from activities import names
-from devhost.client import InProcessDurableClient
 from devhost.driver import Driver
 from devhost.http_host import FunctionHost
+from devhost.loopback import DurableHttpHost
 from shared.services import Services, use_services
 from tests.azurite import free_port, start_azurite
 from tests.conftest import Api, make_settings, submission
@@ -104,13 +104,14 @@ def test_storage_outage_mid_job_is_retried_until_it_recovers(tmp_path: Path) -> 
     ports = [free_port() for _ in range(3)]
     data = tmp_path / "azurite-data"
     emulator = start_azurite(tmp_path / "log", ports=ports, location=data)
+    driver = Driver(function_app.app)
+    durable_host = DurableHttpHost(driver).start()
     try:
         settings = make_settings(emulator, tmp_path)
         backend = ScriptedBackend(auto=False)
         services = Services.build(settings, backend=backend, retry_total=0)
         use_services(services)
-        driver = Driver(function_app.app)
-        api = Api(FunctionHost(function_app.app, InProcessDurableClient(driver, drive=False)))
+        api = Api(FunctionHost(function_app.app, durable_host.binding))
         _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
         job_id = accepted["job_id"]
         driver.run_to_completion(
@@ -133,4 +134,5 @@ def test_storage_outage_mid_job_is_retried_until_it_recovers(tmp_path: Path) -> 
         assert_clean_ready(services, backend, job_id)
     finally:
         use_services(None)
+        durable_host.stop()
         emulator.stop()

@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import function_app
-from devhost.client import InProcessDurableClient
+from devhost.binding import client_binding
 from devhost.http_host import FunctionHost
+from devhost.loopback import free_port
+from devhost.worker import run_in_worker
 from shared.backends.base import StepState
 from shared.domain.models import JobStatus
 from shared.pipeline import lifecycle
@@ -106,7 +108,7 @@ def test_ttl_reaper_expires_previews_and_tears_them_down(
     for job_id in (short, long):
         driver.run_to_completion(job_id)
     later = datetime.now(UTC) + timedelta(hours=2)
-    report = asyncio.run(run_maintenance(services, client, now=later))
+    report = run_in_worker(run_maintenance(services, client, now=later))
     assert report.expired == [short]
     _, view, _ = api.call("GET", f"/v1/jobs/{short}")
     assert view["status"] == "expired" and view["preview_url"]  # kept, as the contract does
@@ -125,7 +127,7 @@ def test_reconciler_repairs_rows_whose_orchestration_died(
     driver.run_to_completion(job_id, until=phase_is("build_wait"))
     driver.terminate(job_id, "operator")
     assert services.jobs.get_job(job_id).status is JobStatus.BUILDING
-    report = asyncio.run(run_maintenance(services, client))
+    report = run_in_worker(run_maintenance(services, client))
     assert report.repaired == [job_id]
     job = services.jobs.get_job(job_id)
     assert job.status is JobStatus.FAILED and job.error_code == "internal_error"
@@ -136,19 +138,15 @@ def test_reconciler_repairs_rows_whose_orchestration_died(
 def test_reconciler_starts_jobs_whose_orchestration_never_started(
     services, driver, client, scripted
 ) -> None:
-    failing = InProcessDurableClient(driver, drive=False)
-
-    async def broken_start(*args, **kwargs):
-        raise RuntimeError("task hub unavailable")
-
-    failing.start_new = broken_start  # type: ignore[method-assign]
-    api = Api(FunctionHost(function_app.app, failing))
+    # The host's management API does not answer: nothing listens where the binding points.
+    unreachable = client_binding(f"http://127.0.0.1:{free_port()}", "some-key")
+    api = Api(FunctionHost(function_app.app, unreachable))
     job_id = submit(api)  # accepted even though the orchestration could not start
     assert job_id not in driver.instances
-    report = asyncio.run(run_maintenance(services, client, now=datetime.now(UTC)))
+    report = run_in_worker(run_maintenance(services, client, now=datetime.now(UTC)))
     assert report.restarted == []  # within the grace period
     later = datetime.now(UTC) + timedelta(minutes=5)
-    report = asyncio.run(run_maintenance(services, client, now=later))
+    report = run_in_worker(run_maintenance(services, client, now=later))
     assert report.restarted == [job_id]
     scripted.auto = True
     assert driver.run_to_completion(job_id).output["status"] == "ready"
@@ -158,7 +156,7 @@ def test_reconciler_resignals_a_lost_cancel(api, driver, client, services, scrip
     job_id = submit(api)
     driver.run_to_completion(job_id, until=phase_is("build_wait"))
     lifecycle.cancel_job(services, job_id)  # row canceled, but no event reached the orchestrator
-    report = asyncio.run(run_maintenance(services, client))
+    report = run_in_worker(run_maintenance(services, client))
     assert report.resignaled == [job_id]
     driver.run_to_completion(job_id)
     assert_nothing_left(services, scripted, job_id)
@@ -166,7 +164,7 @@ def test_reconciler_resignals_a_lost_cancel(api, driver, client, services, scrip
 
 def test_orphan_sweep_removes_resources_without_a_live_job(services, client, scripted) -> None:
     scripted.resources["fj_01JORPHANORPHANORPHANORPHA"] = {"build", "preview"}
-    report = asyncio.run(run_maintenance(services, client))
+    report = run_in_worker(run_maintenance(services, client))
     assert report.orphans_removed == ["fj_01JORPHANORPHANORPHANORPHA"]
     assert scripted.resources == {}
 
@@ -175,12 +173,12 @@ def test_history_is_purged_after_retention(api, driver, client, services, script
     job_id = submit(api)
     api.call("POST", f"/v1/jobs/{job_id}/cancel")
     driver.run_to_completion(job_id)
-    soon = asyncio.run(run_maintenance(services, client))
+    soon = run_in_worker(run_maintenance(services, client))
     assert soon.purged == [] and job_id in driver.instances
     later = datetime.now(UTC) + timedelta(days=services.settings.history_retention_days + 1)
-    report = asyncio.run(run_maintenance(services, client, now=later))
+    report = run_in_worker(run_maintenance(services, client, now=later))
     assert report.purged == [job_id] and job_id not in driver.instances
-    assert asyncio.run(run_maintenance(services, client, now=later)).purged == []
+    assert run_in_worker(run_maintenance(services, client, now=later)).purged == []
 
 
 def test_build_slots_limit_concurrent_builds(api, driver, services, scripted) -> None:
@@ -237,7 +235,7 @@ def test_sweeps_skip_jobs_that_need_nothing_more(api, driver, client, services, 
 
     client.get_status = counting
     later = datetime.now(UTC) + timedelta(minutes=5)
-    asyncio.run(run_maintenance(services, client, now=later))
+    run_in_worker(run_maintenance(services, client, now=later))
     assert calls == []  # nothing in flight, and the canceled job is known to be clean
     jobs = services.jobs.iter_jobs([JobStatus.CANCELED], finished_before=later, phase_not="purged")
     assert [j.job_id for j in jobs] == [job_id]

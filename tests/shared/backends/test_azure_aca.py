@@ -298,8 +298,7 @@ def test_cancel_in_every_phase_leaves_no_azure_resource(azure, fake, api, driver
 
 
 def test_orphan_sweep_deletes_tagged_resources_without_a_live_job(azure, fake, client) -> None:
-    import asyncio
-
+    from devhost.worker import run_in_worker
     from timers.sweeps import run_maintenance
 
     orphan = "fj_01JORPHANORPHANORPHANORPHA"
@@ -310,7 +309,7 @@ def test_orphan_sweep_deletes_tagged_resources_without_a_live_job(azure, fake, c
     }
     fake.apps["unrelated"] = {"name": "unrelated", "tags": {}, "properties": {}}
     fake.repositories.add(repository_name(orphan))
-    report = asyncio.run(run_maintenance(azure, client))
+    report = run_in_worker(run_maintenance(azure, client))
     assert report.orphans_removed == [orphan]
     assert fake.resources_left()["jobs"] == [] and fake.resources_left()["repositories"] == []
     assert "unrelated" in fake.apps
