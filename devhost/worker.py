@@ -13,7 +13,9 @@ processes.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -44,6 +46,15 @@ class WorkerLoop:
             raise RuntimeError("WorkerLoop.run called on the worker loop itself: await instead")
         return self.submit(coro).result(timeout)
 
+    def close(self) -> None:
+        """Close the SDK's HTTP session on this loop, then stop the loop. The real worker never
+        closes it (the process just ends); here it keeps "Unclosed client session" off stderr."""
+        from azure.durable_functions.models.utils import http_utils
+
+        with contextlib.suppress(Exception):
+            self.run(http_utils._close_session(), timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` run on the worker loop, from any event loop."""
         try:
@@ -65,6 +76,7 @@ def worker_loop() -> WorkerLoop:
     with _lock:
         if _worker is None:
             _worker = WorkerLoop()
+            atexit.register(_worker.close)
         return _worker
 
 
