@@ -22,6 +22,7 @@ from pathlib import Path
 from shared.backends import parent_death
 
 ROOT = Path(__file__).resolve().parents[1]
+SIGTERM_ONCE = Path(__file__).with_name("azurite_sigterm_once.cjs")
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
@@ -95,8 +96,11 @@ def start_azurite(
         "--queueHost", "127.0.0.1", "--queuePort", str(ports[1]),
         "--tableHost", "127.0.0.1", "--tablePort", str(ports[2]),
     ]  # fmt: skip
+    env = None
     if die_with_parent:  # SIGTERM: Azurite saves its database on the way out
         cmd = [sys.executable, "-S", parent_death.__file__, str(os.getpid()), "TERM", "--", *cmd]
+        preload = f'--require "{SIGTERM_ONCE}"'
+        env = {**os.environ, "NODE_OPTIONS": f"{os.environ.get('NODE_OPTIONS', '')} {preload}"}
     with (log_dir / "azurite.log").open("ab") as log:
         proc = subprocess.Popen(
             cmd,
@@ -104,6 +108,7 @@ def start_azurite(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env=env,
         )
     azurite = Azurite(proc, *ports)
     deadline = time.monotonic() + 30

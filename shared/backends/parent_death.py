@@ -14,7 +14,10 @@ This file imports only the standard library, so it runs by path with ``-S`` (no 
 
 Linux only: elsewhere the flag does not exist and the command runs without it (the pid-record
 cleanup is then the only safety net). The kernel sends the signal when the *thread* that forked
-the child exits, so callers start children from threads that live as long as the service.
+the child exits, so callers start children from threads that live as long as the service. And
+when a multi-threaded parent dies, the orphan is handed from thread to thread as they exit, with
+the signal sent again each time: the command must tolerate repeats (SIGKILL does; Azurite gets a
+preload that ignores SIGTERMs after the first, see ``devhost/azurite_sigterm_once.cjs``).
 """
 
 from __future__ import annotations
