@@ -239,15 +239,24 @@ def slow_storage_env(azurite, tmp_path, monkeypatch) -> Iterator[None]:
 
 
 def test_no_trigger_blocks_the_event_loop_while_storage_is_slow(
-    slow_storage_env, client, caplog
+    slow_storage_env, durable_host, caplog
 ) -> None:
-    host = FunctionHost(function_app.app, client)
+    host = FunctionHost(function_app.app, durable_host.binding)
     auth = {"Authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
     stalls: dict[str, float] = {}
 
     async def scenario() -> None:
+        # Runs on the worker loop, where the host runs the functions: that is the loop probed.
         loop = asyncio.get_running_loop()
-        loop.slow_callback_duration = LOOP_STALL_LIMIT_SECS  # debug mode names the culprit
+        assert loop is host.worker.loop
+        loop.set_debug(True)  # debug mode names the culprit
+        loop.slow_callback_duration = LOOP_STALL_LIMIT_SECS
+        try:
+            await probe_each_trigger()
+        finally:
+            loop.set_debug(False)
+
+    async def probe_each_trigger() -> None:
 
         async def cold(name: str, run: Callable[[], Awaitable[Any]]) -> Any:
             use_services(None)  # each trigger starts cold: its first call builds the services
@@ -276,7 +285,7 @@ def test_no_trigger_blocks_the_event_loop_while_storage_is_slow(
         await cold("maintenance", lambda: host.run_timer("maintenance"))
 
     with caplog.at_level(logging.WARNING, logger="asyncio"):
-        asyncio.run(scenario(), debug=True)
+        host.worker.run(scenario())
     assert set(stalls) == ASYNC_TRIGGERS
     blocked = {name: round(secs, 3) for name, secs in stalls.items()}
     culprits = [r.getMessage() for r in caplog.records if r.name == "asyncio"]

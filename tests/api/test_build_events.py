@@ -3,12 +3,12 @@ the build slot and wake the next queued job; the reconciler covers a lost notice
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
+from devhost.worker import run_in_worker
 from shared.domain.models import JobStatus
 from tests.conftest import submission
 from tests.scripted_backend import ScriptedBackend
@@ -114,12 +114,12 @@ def test_notices_are_refused_without_the_jobs_own_token_or_a_valid_body(
 def test_the_reconciler_raises_a_lost_notice(api, driver, client, services, scripted) -> None:
     job_id = submit(api)
     driver.run_to_completion(job_id, until=in_build_wait)
-    still = asyncio.run(run_maintenance(services, client))
+    still = run_in_worker(run_maintenance(services, client))
     assert job_id not in still.resignaled  # running: only its progress is folded
     assert services.jobs.get_job(job_id).log_offset > 0
     scripted.finish_build(job_id)  # the runner exited, but its notice never arrived
     scripted.auto = True
-    report = asyncio.run(run_maintenance(services, client))
+    report = run_in_worker(run_maintenance(services, client))
     assert report.resignaled == [job_id]
     began = driver.now()
     assert driver.run_to_completion(job_id, limit=timedelta(minutes=5)).output["status"] == "ready"

@@ -120,12 +120,12 @@ def test_settings_read_references_as_not_configured(azurite, tmp_path) -> None:
 
 
 @pytest.fixture
-def unresolved(azurite, tmp_path, client) -> Iterator[tuple[Api, Services]]:
+def unresolved(azurite, tmp_path, durable_host) -> Iterator[tuple[Api, Services]]:
     """The app with its secrets unresolved, built from the environment as in Azure."""
     svc = Services.build(Settings.from_env(env_with_references(azurite, tmp_path)))
     use_services(svc)
     try:
-        yield Api(FunctionHost(function_app.app, client)), svc
+        yield Api(FunctionHost(function_app.app, durable_host.binding)), svc
     finally:
         use_services(None)
 

@@ -104,11 +104,13 @@ def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
 
 
 @pytest.mark.azurite
-def test_frozen_storage_fails_fast_and_a_running_job_survives(outage, tmp_path, driver, client):
+def test_frozen_storage_fails_fast_and_a_running_job_survives(
+    outage, tmp_path, driver, durable_host
+):
     settings = make_settings(outage.azurite, tmp_path)  # the default storage limits
     svc = Services.build(settings)
     use_services(svc)
-    api = Api(FunctionHost(function_app.app, client))
+    api = Api(FunctionHost(function_app.app, durable_host.binding))
     dead_upstream = ProxySettings(upstream_url="http://127.0.0.1:9", api_key="sk-test")
     llm = ServedProxy(lambda: LlmProxy(svc.tokens, svc.jobs, dead_upstream))
     try:
