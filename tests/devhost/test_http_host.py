@@ -14,8 +14,13 @@ import pytest
 
 import function_app
 from api.routing import CATCH_ALL_FUNCTION
+from devhost.binding import client_binding
 from devhost.http_host import DEFAULT_MAX_BODY_BYTES, FunctionHost, host_max_body_bytes
+from devhost.loopback import free_port
 from tests.loopback import loopback_server
+
+#: A binding value whose management API nobody serves: these tests never reach a durable client.
+UNREACHABLE = client_binding(f"http://127.0.0.1:{free_port()}", "unused-key")
 
 
 def call(host: FunctionHost, method: str, url: str, body: bytes = b"") -> tuple[int, Any, dict]:
@@ -32,7 +37,7 @@ def assert_envelope(body: Any, code: str) -> None:
 
 @pytest.fixture
 def host() -> FunctionHost:
-    return FunctionHost(function_app.app, durable_binding=None)
+    return FunctionHost(function_app.app, UNREACHABLE)
 
 
 def test_routes_are_tried_in_the_hosts_order_with_the_catch_all_last(host) -> None:
@@ -103,14 +108,14 @@ def test_a_url_over_8000_bytes_is_a_json_414(host) -> None:
 )
 def test_the_app_refuses_long_urls_itself_where_the_host_lets_them_through(method, path) -> None:
     """Should a host pass a longer URL (another plan, a raised limit), the app answers 414."""
-    lenient = FunctionHost(function_app.app, durable_binding=None, max_url_bytes=64 * 1024)
+    lenient = FunctionHost(function_app.app, UNREACHABLE, max_url_bytes=64 * 1024)
     status, body, _ = call(lenient, method, path + "?pad=" + "x" * 8001)
     assert status == 414
     assert_envelope(body, "uri_too_long")
 
 
 def test_a_body_over_the_host_limit_is_a_json_413() -> None:
-    small = FunctionHost(function_app.app, durable_binding=None, max_body_bytes=1000)
+    small = FunctionHost(function_app.app, UNREACHABLE, max_body_bytes=1000)
     status, body, _ = call(small, "POST", "/v1/messages", body=b"x" * 1001)
     assert status == 413
     assert_envelope(body, "payload_too_large")
@@ -130,7 +135,7 @@ def test_without_a_catch_all_the_dev_host_still_answers_json_404_and_405() -> No
     def only(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse("ok")
 
-    bare = FunctionHost(app, durable_binding=None)
+    bare = FunctionHost(app, None)
     status, body, headers = call(bare, "POST", "/only/1")
     assert status == 405 and headers["Allow"] == "GET"
     assert_envelope(body, "method_not_allowed")
@@ -158,7 +163,7 @@ def wire(base: str, method: str, target: str, body: bytes = b"") -> tuple[int, d
 
 
 def test_the_dev_server_on_loopback_answers_every_refusal_with_the_envelope() -> None:
-    host = FunctionHost(function_app.app, durable_binding=None, max_body_bytes=64 * 1024)
+    host = FunctionHost(function_app.app, UNREACHABLE, max_body_bytes=64 * 1024)
     with loopback_server(host) as base:
         status, headers, body = wire(base, "GET", "/no/such/route")
         assert status == 404 and headers["content-type"].startswith("application/json")

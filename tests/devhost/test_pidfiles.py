@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def started() -> Iterator[list[subprocess.Popen[bytes]]]:
 def sleeper(started, *tag: str, new_session: bool = True) -> subprocess.Popen[bytes]:
     child = subprocess.Popen([sys.executable, "-c", SLEEPER, *tag], start_new_session=new_session)
     started.append(child)
+    # Past the moment right after exec when the kernel shows an empty command line.
+    deadline = time.monotonic() + 10
+    while SLEEPER not in processes.cmdline(child.pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     return child
 
 

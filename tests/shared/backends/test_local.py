@@ -207,6 +207,9 @@ def test_a_record_for_a_reused_pid_kills_nothing(tmp_path: Path) -> None:
         [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
     )
     try:
+        # Right after exec the kernel may show an empty command line for a moment: wait it out,
+        # so the hint comparison below is about the command, not that window.
+        wait_for(lambda: "time.sleep" in processes.cmdline(bystander.pid))
         real = ProcessRecord.capture(bystander.pid, command_hint="time.sleep")
         assert real is not None and real.is_same_process()
         reused = ProcessRecord(
