@@ -102,7 +102,8 @@ def start_azurite(
         preload = f'--require "{SIGTERM_ONCE}"'
         env = {**os.environ, "NODE_OPTIONS": f"{os.environ.get('NODE_OPTIONS', '')} {preload}"}
     with (log_dir / "azurite.log").open("ab") as log:
-        proc = subprocess.Popen(
+        # S603: a fixed command (the installed Azurite, loopback ports), no outside input.
+        proc = subprocess.Popen(  # noqa: S603
             cmd,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -233,11 +233,15 @@ def main() -> None:
 
 
 def _write_admin_env(path: Path, port: int, system_key: str) -> None:
-    """What ``python -m admin`` needs to join in (storage, app URL, durable system key)."""
+    """What ``python -m admin`` needs to join in (app URL, API key, durable system key,
+    storage). Readable by this user only: it holds keys."""
     lines = [
         f"export FOUNDRY_ADMIN_APP_URL='http://127.0.0.1:{port}'",
         f"export FOUNDRY_ADMIN_DURABLE_KEY='{system_key}'",
     ]
+    first_key = os.environ.get(local_settings.API_KEYS, "").split(",")[0].split("|")[0].strip()
+    if first_key:
+        lines.append(f"export FOUNDRY_ADMIN_API_KEY='{first_key}'")
     connection = os.environ.get("FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING")
     if connection:
         # Azurite's well-known development key, not a secret.

@@ -51,7 +51,8 @@ def main(argv: list[str]) -> int:
     set_parent_death_signal(sig)
     if os.getppid() != parent:  # the parent died before the flag was set: do not start orphaned
         return 1
-    os.execvp(command[0], command)
+    # S606: exec'ing the caller's argv unchanged (no shell) is this module's whole purpose.
+    os.execvp(command[0], command)  # noqa: S606
     return 127  # not reached: execvp replaces this process or raises
 
 

@@ -188,6 +188,7 @@ def restart_scenario(dev_server: DevServer, http: httpx.Client, key: str, system
     assert status.json()["runtimeStatus"] == "Completed"
     admin_env = (dev_server.state / "admin.env").read_text()
     assert f"FOUNDRY_ADMIN_DURABLE_KEY='{system_key}'" in admin_env
+    assert f"FOUNDRY_ADMIN_API_KEY='{key}'" in admin_env
 
     logs = "\n".join(log.read_text() for log in dev_server.logs)
     assert key not in logs and system_key not in logs
