@@ -36,7 +36,7 @@ pytestmark = pytest.mark.azurite  # starts its own emulator (through the dev ser
 
 class DevServer:
     def __init__(self, tmp: Path, port: int) -> None:
-        self.tmp, self.port = tmp, port
+        self.tmp, self.port, self.proxy_port = tmp, port, free_port()
         self.state, self.azurite = tmp / "state", tmp / "azurite"
         self.base = f"http://127.0.0.1:{port}"
         self.logs: list[Path] = []
@@ -58,6 +58,7 @@ class DevServer:
             self.process = subprocess.Popen(
                 [
                     sys.executable, "-m", "devhost.server", "--port", str(self.port),
+                    "--proxy-port", str(self.proxy_port),
                     "--state-dir", str(self.state), "--azurite", "--azurite-dir",
                     str(self.azurite), "--maintenance-every", "2",
                 ],
@@ -140,8 +141,9 @@ def restart_scenario(dev_server: DevServer, http: httpx.Client, key: str, system
     slow_id, queued_id = slow.json()["job_id"], queued.json()["job_id"]
     work = dev_server.state / "work" / slow_id
     wait_until(lambda: (work / "work" / "escaped.pid").exists(), 60, "the slow build")
-    # Builders are told the proxy on this server's port (not a default 7071).
-    assert (work / "work" / "proxy_url.txt").read_text() == dev_server.base
+    # Builders are told the proxy on the port it really listens on (not a default).
+    proxy_url = f"http://127.0.0.1:{dev_server.proxy_port}"
+    assert (work / "work" / "proxy_url.txt").read_text() == proxy_url
     assert job(queued_id)["status"] == "queued"
 
     first = {
