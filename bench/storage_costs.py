@@ -78,9 +78,9 @@ class InProcess:
 def in_process(connection: str, work: Path, **settings: Any) -> Iterator[InProcess]:
     """The app's functions over metered Services on fresh tables, with the in-process driver."""
     import function_app
-    from devhost.client import InProcessDurableClient
     from devhost.driver import Driver
     from devhost.http_host import FunctionHost
+    from devhost.loopback import DurableHttpHost
     from shared.config.settings import Settings
     from shared.services import Services, use_services
 
@@ -97,10 +97,12 @@ def in_process(connection: str, work: Path, **settings: Any) -> Iterator[InProce
     svc = Services.build(config, **meter.client_options())
     use_services(svc)
     driver = Driver(function_app.app)
-    host = FunctionHost(function_app.app, InProcessDurableClient(driver, drive=False))
+    durable = DurableHttpHost(driver).start()  # functions reach it through the real client
+    host = FunctionHost(function_app.app, durable.binding)
     try:
         yield InProcess(svc, meter, driver, host)
     finally:
+        durable.stop()
         for ref in svc.backend.list_resources():
             svc.backend.teardown(ref.job_id)
         use_services(None)

@@ -3,13 +3,13 @@ finished jobs are kept), and inputs orphaned by a submit that died are removed."
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from ulid import ULID
 
+from devhost.worker import run_in_worker
 from shared.domain.models import JobRecord, JobStatus
 from shared.services import use_services
 from tests.seed_jobs import seed_finished_jobs
@@ -68,9 +68,11 @@ def test_the_pass_runs_the_orphan_input_sweep_every_few_minutes(services, client
     now = aligned_now()
     orphan = job_minted_at(now - ORPHAN_INPUT_AGE - timedelta(minutes=1))
     services.blobs.put_inputs(orphan.job_id, spec_md="# s\n", tasks_md="- [ ] t\n")
-    off_beat = asyncio.run(run_maintenance(services, client, now=now + timedelta(minutes=1)))
+    off_beat = run_in_worker(run_maintenance(services, client, now=now + timedelta(minutes=1)))
     assert off_beat.inputs_removed == []
-    assert asyncio.run(run_maintenance(services, client, now=now)).inputs_removed == [orphan.job_id]
+    assert run_in_worker(run_maintenance(services, client, now=now)).inputs_removed == [
+        orphan.job_id
+    ]
 
 
 @pytest.fixture
@@ -101,7 +103,7 @@ def test_a_maintenance_pass_reads_the_same_with_1000_finished_jobs(metered, clie
 
     def one_pass() -> tuple[int, int]:
         with meter.measure() as tally:
-            report = asyncio.run(run_maintenance(svc, client, now=now))
+            report = run_in_worker(run_maintenance(svc, client, now=now))
         assert not any(report.to_dict().values()), report
         return tally.round_trips, tally.entities_read
 

@@ -22,10 +22,10 @@ from tests.storage_meter import metered_services
 
 
 @pytest.fixture
-def metered(azurite, tmp_path, client):
+def metered(azurite, tmp_path, durable_host):
     svc, meter = metered_services(make_settings(azurite, tmp_path))
     try:
-        yield svc, meter, Api(FunctionHost(function_app.app, client))
+        yield svc, meter, Api(FunctionHost(function_app.app, durable_host.binding))
     finally:
         use_services(None)
 
