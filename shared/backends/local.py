@@ -1,21 +1,23 @@
-"""The ``local`` backend, for development: the builder runs as a subprocess with a time limit,
-the "image" is the app directory it produced, and the preview is a static server on loopback.
+"""The ``local`` backend, for development: the build runs the same build runner as an ACA job
+(``python -m runner``, with a SAS grant on the local storage signed the way the service signs
+the ACA job's), the "image" is the app directory it produced, and the preview is a static server
+on loopback.
 
 Every job lives in ``<FOUNDRY_SERVICE_LOCAL_WORK_DIR>/<job_id>/``; markers in that directory make
 each step create-or-get, so a retried activity finds its earlier effect.
 
 Processes: the build runner starts in its own session and dies with the service
 (:mod:`shared.backends.parent_death`); every process of a build carries ``FOUNDRY_LOCAL_JOB_DIR``
-in its environment, and the runner and builder are recorded (pid + start time) in the job
-directory. Stopping a build kills the recorded process groups and then every process still
-carrying the job's marker, so cancel, failure, timeout and the reconciler's fail leave nothing
-running, and the orphan sweep finds leftovers of a crashed service. Previews deliberately outlive
-the service (a ``ready`` job keeps serving across a restart) and are killed by record.
+in its environment, and the runner is recorded (pid + start time) in the job directory. Stopping
+a build kills the recorded process group and then every process still carrying the job's
+marker, so cancel, failure, timeout and the reconciler's fail leave nothing running, and the
+orphan sweep finds leftovers of a crashed service. Previews deliberately outlive the service
+(a ``ready`` job keeps serving across a restart) and are killed by record.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import os
 import shlex
@@ -24,39 +26,31 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from shared.backends import parent_death, processes
 from shared.backends.base import ResourceRef, StepState, StepStatus
-from shared.backends.local_runner import BUILDER_RECORD
 from shared.backends.processes import ProcessRecord
 from shared.config.settings import Settings
 from shared.domain.models import JobRecord
-from shared.storage.job_blobs import SPEC_PATH, TASKS_PATH, JobBlobs
+from shared.storage.job_blobs import JobBlobs, builder_grant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_BUILDER = REPO_ROOT / "examples" / "builder" / "foundry_example_builder.py"
-PREVIEW_CONTRACT_TASK = (
-    "\n- [ ] TPREVIEW.1: Produce a root-level Dockerfile that serves the app, binds 0.0.0.0 "
-    "on $PORT (default 8080), and answers HTTP 200 on / or /healthz. SQLite or in-memory "
-    "storage only. Do not set X-Frame-Options or a frame-ancestors CSP.\n"
-)
-_EXCLUDED_FROM_SOURCE = {".buildloop", "node_modules", "target", "dist"}
 #: Environment marker on every process of a build: the job directory's absolute path.
 JOB_MARKER = "FOUNDRY_LOCAL_JOB_DIR"
 RUNNER_RECORD = "runner.proc.json"
 PREVIEW_RECORD = "preview.proc.json"
-RUNNER_MODULE = "shared.backends.local_runner"
+RUNNER_MODULE = "runner"
 #: How long a stopped build may take to exit on SIGTERM before everything left is SIGKILLed.
 STOP_GRACE_SECS = 2.0
 
 
 class LocalBackend:
     name = "local"
-    writes_stream_to_blob = False
+    writes_stream_to_blob = True
     notifies_build_end = False
 
     def __init__(self, settings: Settings, blobs: JobBlobs) -> None:
@@ -106,9 +100,7 @@ class LocalBackend:
         """Stop every process of the job's build: SIGTERM to the runner (it stops the builder and
         exits), then, after ``grace``, SIGKILL to the recorded groups and to anything still
         carrying the job's marker (grandchildren that left the group). True if anything ran."""
-        records = [
-            r for r in (ProcessRecord.read(root / n) for n in (RUNNER_RECORD, BUILDER_RECORD)) if r
-        ]
+        records = [r for r in (ProcessRecord.read(root / RUNNER_RECORD),) if r]
         marker = (JOB_MARKER, str(root))
         running = any(self._alive(r) for r in records) or str(root) in set(
             processes.processes_with_env(JOB_MARKER).values()
@@ -127,6 +119,11 @@ class LocalBackend:
             self._reap()
             if processes.wait_until_gone(records, marker=marker, timeout=0.1):
                 break
+        for record in records:  # reap our own children: a killed one is a zombie until waited
+            child = self._children.pop(record.pid, None)
+            if child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=5)
         return True
 
     # -- build -------------------------------------------------------------------------------
@@ -142,31 +139,29 @@ class LocalBackend:
         except FileExistsError:
             return
         os.close(fd)
-        (work / "SPEC.md").write_text(self.blobs.read_text(job.job_id, SPEC_PATH))
-        (work / "TASKS.md").write_text(
-            self.blobs.read_text(job.job_id, TASKS_PATH) + PREVIEW_CONTRACT_TASK
-        )
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(work),
             "ANTHROPIC_BASE_URL": self.settings.proxy_base_url,
             "ANTHROPIC_AUTH_TOKEN": proxy_token,
             "FOUNDRY_JOB_ID": job.job_id,
+            # The same job-side I/O as in Azure: inputs, logs, artifact and the result marker
+            # go through a SAS grant signed the way the service signs the ACA job's.
+            "FOUNDRY_STORAGE_GRANT": builder_grant(
+                self.blobs, job.job_id, ttl_secs=self.settings.grant_ttl_secs
+            ),
+            "FOUNDRY_BUILDER_COMMAND": shlex.join(self._builder_command()),
+            "FOUNDRY_BUILD_EVENTS_URL": (
+                f"{self.settings.api_base_url.rstrip('/')}/v1/jobs/{job.job_id}/build-events"
+            ),
+            "FOUNDRY_RUNNER_WORKDIR": str(root),
+            "FOUNDRY_RUNNER_TIMEOUT_SECS": str(self.settings.build_timeout_secs),
             JOB_MARKER: str(root),
         }
         if "FOUNDRY_EXAMPLE_BUILDER_DELAY" in os.environ:
             env["FOUNDRY_EXAMPLE_BUILDER_DELAY"] = os.environ["FOUNDRY_EXAMPLE_BUILDER_DELAY"]
-        runner = [
-            sys.executable,
-            "-m",
-            RUNNER_MODULE,
-            str(root),
-            str(self.settings.build_timeout_secs),
-            "--",
-            *self._builder_command(),
-        ]
         self._spawn(
-            runner,
+            [sys.executable, "-m", RUNNER_MODULE],
             hint=RUNNER_MODULE,
             record=root / RUNNER_RECORD,
             with_service=True,
@@ -179,37 +174,34 @@ class LocalBackend:
 
     def poll_build(self, job_id: str) -> StepStatus:
         root = self.job_dir(job_id)
-        exit_file = root / "exit.json"
-        if exit_file.exists():
-            # The build is over: whatever it left running (even outside its group) goes now.
-            self._kill_build(root, grace=0)
-            outcome = json.loads(exit_file.read_text())
-            if outcome.get("timed_out"):
-                return StepStatus(
-                    StepState.FAILED, "build exceeded its wall-clock limit", code="build_timeout"
-                )
-            if outcome.get("exit_code") == 0:
-                return StepStatus(StepState.SUCCEEDED)
-            return StepStatus(StepState.FAILED, f"builder exited with {outcome.get('exit_code')}")
         record_file = root / RUNNER_RECORD
         if not record_file.exists():
             return StepStatus(StepState.MISSING)
         if self._alive(ProcessRecord.read(record_file)):
             return StepStatus(StepState.RUNNING)
-        return StepStatus(
-            StepState.FAILED,
-            "the build process is gone without a result: it was killed, or the service "
-            "restarted while it ran (builds do not outlive the service)",
-        )
+        # The runner is gone: whatever it left running (even outside its group) goes now.
+        self._kill_build(root, grace=0)
+        marker = root / "output" / "result.json"
+        if not marker.exists():
+            return StepStatus(
+                StepState.FAILED,
+                "the build runner is gone without a result: it was killed, or the service "
+                "restarted while it ran (builds do not outlive the service)",
+            )
+        outcome = json.loads(marker.read_text())
+        reason, exit_code = outcome.get("reason"), outcome.get("exit_code")
+        if reason == "timeout":
+            return StepStatus(
+                StepState.FAILED, "build exceeded its wall-clock limit", code="build_timeout"
+            )
+        if reason == "exited" and exit_code == 0:
+            return StepStatus(StepState.SUCCEEDED)
+        detail = f"exit code {exit_code}" if exit_code is not None else outcome.get("signal")
+        return StepStatus(StepState.FAILED, f"builder ended ({reason}, {detail})")
 
     def read_stream(self, job_id: str, *, offset: int) -> bytes:
-        path = self.job_dir(job_id) / "stream.jsonl"
-        if not path.exists():
-            return b""
-        with path.open("rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-        # Only whole lines: a half-written last line is picked up on the next poll.
+        data = self.blobs.read_log(job_id, offset=offset, max_bytes=4 * 1024 * 1024)
+        # Only whole lines: a half-written last line is picked up on the next read.
         cut = data.rfind(b"\n")
         return data[: cut + 1] if cut >= 0 else b""
 
@@ -217,12 +209,7 @@ class LocalBackend:
         self._kill_build(self.job_dir(job_id))
 
     def collect_artifact(self, job_id: str) -> bytes | None:
-        work = self.job_dir(job_id) / "work"
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-            if work.exists():
-                tar.add(work, arcname=".", filter=_source_filter)
-        return buffer.getvalue()
+        return None  # the runner uploaded output/source.tar.gz through its grant
 
     # -- image -------------------------------------------------------------------------------
     def start_image_build(self, job: JobRecord) -> None:
@@ -351,17 +338,11 @@ def kill_stale_builds(root: Path) -> list[int]:
     root, is left over from a previous run. Kill them; return the pids that were running."""
     killed: set[int] = set()
     for folder in sorted(root.glob("fj_*")) if root.exists() else []:
-        for name in (RUNNER_RECORD, BUILDER_RECORD):
-            record = ProcessRecord.read(folder / name)
-            if record is not None and record.is_same_process():
-                record.signal_group(signal.SIGKILL)
-                killed.add(record.pid)
+        record = ProcessRecord.read(folder / RUNNER_RECORD)
+        if record is not None and record.is_same_process():
+            record.signal_group(signal.SIGKILL)
+            killed.add(record.pid)
     for pid, marked_dir in leftover_build_processes(root).items():
         killed.update(processes.kill_marked(JOB_MARKER, marked_dir))
         killed.add(pid)
     return sorted(killed)
-
-
-def _source_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    parts = Path(info.name).parts
-    return None if any(part in _EXCLUDED_FROM_SOURCE for part in parts) else info

@@ -25,13 +25,28 @@ import pytest
 from devhost.loopback import free_port
 from shared.backends import processes
 from shared.backends.local import JOB_MARKER, PREVIEW_RECORD, RUNNER_RECORD
-from shared.backends.local_runner import BUILDER_RECORD
 from shared.backends.processes import ProcessRecord
 from tests.conftest import submission
 
 ROOT = Path(__file__).resolve().parents[2]
 ESCAPING_BUILDER = ROOT / "tests" / "escaping_builder.py"
 pytestmark = pytest.mark.azurite  # starts its own emulator (through the dev server)
+
+
+def builder_of(runner_pid: int, job_dir: Path) -> int:
+    """The builder: the job's marked process whose parent is the build runner."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for pid, marked in processes.processes_with_env(JOB_MARKER).items():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if marked == str(job_dir) and parent == runner_pid:
+                return pid
+        time.sleep(0.05)
+    raise AssertionError("the build runner started no builder")
 
 
 class DevServer:
@@ -98,7 +113,7 @@ def dev_server(tmp_path: Path) -> Iterator[DevServer]:
             server.process.kill()
             server.process.wait(10)
     for job_dir in (server.state / "work").glob("fj_*"):
-        for name in (RUNNER_RECORD, BUILDER_RECORD, PREVIEW_RECORD):
+        for name in (RUNNER_RECORD, PREVIEW_RECORD):
             record = ProcessRecord.read(job_dir / name)
             if record is not None:
                 record.signal_group(signal.SIGKILL)
@@ -150,7 +165,7 @@ def restart_scenario(dev_server: DevServer, http: httpx.Client, key: str, system
         "server": dev_server.process.pid,
         "azurite": dev_server.record("azurite").pid,
         "runner": ProcessRecord.read(work / RUNNER_RECORD).pid,
-        "builder": ProcessRecord.read(work / BUILDER_RECORD).pid,
+        "builder": builder_of(ProcessRecord.read(work / RUNNER_RECORD).pid, work),
         "escaped": int((work / "work" / "escaped.pid").read_text()),
     }
     assert all(processes.is_running(pid) for pid in first.values()), first

@@ -11,23 +11,25 @@ import pytest
 
 from shared.domain.models import JobStatus
 from tests.conftest import submission
+from tests.local_builds import settle
 
 
-def _pause() -> None:
-    time.sleep(0.02)  # let the real builder subprocess make progress between virtual timers
-
-
-def run_job(api, driver, body):
+def run_job(api, driver, body, services, *, race_the_build: bool = False):
+    """Submit and drive to the end. By default each virtual-clock jump waits for the real build
+    to end; ``race_the_build`` lets virtual time run ahead of it (to reach its deadline)."""
     status, accepted, _ = api.call("POST", "/v1/jobs", body=body)
     assert status == 202, accepted
     job_id = accepted["job_id"]
-    inst = driver.run_to_completion(job_id, limit=timedelta(hours=3), between_timers=_pause)
+    pace = (lambda: time.sleep(0.02)) if race_the_build else settle(services, job_id)
+    inst = driver.run_to_completion(job_id, limit=timedelta(hours=3), between_timers=pace)
     _, view, _ = api.call("GET", f"/v1/jobs/{job_id}")
     return inst, view
 
 
 def test_submit_to_ready_serves_the_generated_app(api, driver, services) -> None:
-    inst, view = run_job(api, driver, submission("hello-world", spec_md="# Hello World\n\nHi.\n"))
+    inst, view = run_job(
+        api, driver, submission("hello-world", spec_md="# Hello World\n\nHi.\n"), services
+    )
     assert inst.status == "Completed", inst.error
     assert view["status"] == "ready", view
     assert view["percent"] == 100
@@ -50,7 +52,9 @@ def test_submit_to_ready_serves_the_generated_app(api, driver, services) -> None
 
 
 def test_builder_crash_fails_with_build_crashed_and_cleans_up(api, driver, services) -> None:
-    inst, view = run_job(api, driver, submission("crashy", spec_md="# C\n<!-- foundry:crash -->"))
+    inst, view = run_job(
+        api, driver, submission("crashy", spec_md="# C\n<!-- foundry:crash -->"), services
+    )
     assert inst.status == "Completed"
     assert view["status"] == "failed"
     assert view["error"]["code"] == "build_crashed"
@@ -58,7 +62,9 @@ def test_builder_crash_fails_with_build_crashed_and_cleans_up(api, driver, servi
 
 
 def test_missing_app_fails_with_preview_deploy_failed(api, driver, services) -> None:
-    inst, view = run_job(api, driver, submission("noapp", spec_md="# N\n<!-- foundry:no-app -->"))
+    inst, view = run_job(
+        api, driver, submission("noapp", spec_md="# N\n<!-- foundry:no-app -->"), services
+    )
     assert view["status"] == "failed"
     assert view["error"]["code"] == "preview_deploy_failed"
     # The source artifact was kept even though the preview failed.
@@ -70,7 +76,7 @@ def test_missing_app_fails_with_preview_deploy_failed(api, driver, services) -> 
 def test_build_timeout_stops_the_builder(api, driver, services, settings, monkeypatch) -> None:
     services.settings = settings.__class__(**{**settings.__dict__, "build_timeout_secs": 60})
     body = submission("slowpoke", spec_md="# S\n<!-- foundry:sleep=30 -->")
-    inst, view = run_job(api, driver, body)
+    inst, view = run_job(api, driver, body, services, race_the_build=True)
     assert view["status"] == "failed", view
     assert view["error"]["code"] == "build_timeout"
     assert services.backend.list_resources() == []

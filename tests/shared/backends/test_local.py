@@ -22,10 +22,10 @@ from shared.backends.local import (
     kill_stale_builds,
     leftover_build_processes,
 )
-from shared.backends.local_runner import BUILDER_RECORD
 from shared.backends.processes import ProcessRecord
 from shared.domain.models import JobStatus
 from tests.conftest import make_settings, submission
+from tests.local_builds import settle
 from timers.sweeps import run_maintenance
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -66,6 +66,26 @@ def escaped_pid(services, job_id: str) -> int:
     return pid
 
 
+def parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def builder_pid(services, job_id: str, runner_pid: int) -> int:
+    """The builder: the job's marked process the build runner started."""
+    found: list[int] = []
+
+    def started() -> bool:
+        found[:] = [p for p in job_processes(services, job_id) if parent_of(p) == runner_pid]
+        return bool(found)
+
+    wait_for(started)
+    return found[0]
+
+
 def start_building(api, driver, services, body) -> tuple[str, int]:
     status, accepted, _ = api.call("POST", "/v1/jobs", body=body)
     assert status == 202, accepted
@@ -82,11 +102,11 @@ def assert_no_process_left(services, job_id: str, *pids: int) -> None:
 def test_cancel_leaves_no_process(api, driver, services) -> None:
     job_id, escaped = start_building(api, driver, services, submission("cancel-me", spec_md=SLOW))
     runner = ProcessRecord.read(services.backend.job_dir(job_id) / RUNNER_RECORD)
-    builder = ProcessRecord.read(services.backend.job_dir(job_id) / BUILDER_RECORD)
-    assert runner and builder and alive(runner.pid) and alive(builder.pid)
+    assert runner and alive(runner.pid)
+    builder = builder_pid(services, job_id, runner.pid)
     assert api.call("POST", f"/v1/jobs/{job_id}/cancel")[0] == 200
     assert driver.run_to_completion(job_id).output["status"] == "canceled"
-    assert_no_process_left(services, job_id, escaped, runner.pid, builder.pid)
+    assert_no_process_left(services, job_id, escaped, runner.pid, builder)
 
 
 def test_failure_leaves_no_process(api, driver, services) -> None:
@@ -95,7 +115,7 @@ def test_failure_leaves_no_process(api, driver, services) -> None:
     job_id = accepted["job_id"]
     driver.run_to_completion(job_id, until=lambda i: i.custom_status.get("phase") == "build_wait")
     escaped = escaped_pid(services, job_id)
-    inst = driver.run_to_completion(job_id, between_timers=lambda: time.sleep(0.05))
+    inst = driver.run_to_completion(job_id, between_timers=settle(services, job_id))
     assert inst.output["status"] == "failed"
     assert services.jobs.get_job(job_id).error_code == "build_crashed"
     assert_no_process_left(services, job_id, escaped)
@@ -155,14 +175,14 @@ def test_a_service_crash_leaves_no_process(api, client, services, settings) -> N
         escaped = escaped_pid(services, job_id)
         job_dir = services.backend.job_dir(job_id)
         runner = ProcessRecord.read(job_dir / RUNNER_RECORD)
-        builder = ProcessRecord.read(job_dir / BUILDER_RECORD)
-        assert runner and builder and alive(runner.pid) and alive(builder.pid)
+        assert runner and alive(runner.pid)
+        builder = builder_pid(services, job_id, runner.pid)
     finally:
         service.send_signal(signal.SIGKILL)
         service.wait(10)
         if service.stdout is not None:
             service.stdout.close()
-    wait_for(lambda: not alive(runner.pid) and not alive(builder.pid), timeout=5)
+    wait_for(lambda: not alive(runner.pid) and not alive(builder), timeout=5)
     assert job_processes(services, job_id) == [escaped]  # only what escaped every group
     assert leftover_build_processes(services.backend.root) == {escaped: str(job_dir)}
     # The job is live (queued): the sweep leaves its processes alone...
@@ -238,7 +258,7 @@ def test_a_finished_build_leaves_no_process(api, driver, services) -> None:
     driver.run_to_completion(job_id, until=lambda i: i.custom_status.get("phase") == "build_wait")
     escaped = escaped_pid(services, job_id)
     inst = driver.run_to_completion(
-        job_id, limit=timedelta(hours=3), between_timers=lambda: time.sleep(0.05)
+        job_id, limit=timedelta(hours=3), between_timers=settle(services, job_id)
     )
     assert inst.output["status"] == "ready", inst.output
     wait_for(lambda: not alive(escaped), timeout=5)
