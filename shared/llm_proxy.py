@@ -23,11 +23,12 @@ import os
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import httpx
+from pydantic import Field
 
-from shared.config.settings import secret_setting
+from shared.config.env import NOT_FROM_ENV, comma_list, env_var, load, url_base
 from shared.domain.json_body import MalformedJson, load_json
 from shared.domain.models import IN_FLIGHT_STATUSES, JobRecord
 from shared.errors import FoundryError
@@ -35,6 +36,7 @@ from shared.storage.proxy_tokens import TokenInfo
 
 log = logging.getLogger("foundry.proxy")
 P = "FOUNDRY_SERVICE_"
+PROXY_ENV_PREFIX = P + "PROXY_"  # of the ProxySettings fields without a variable of their own
 DEFAULT_PRICES = {  # USD per million tokens (input, output), by model prefix; longest match wins
     "claude-opus": (15.0, 75.0),
     "claude-sonnet": (3.0, 15.0),
@@ -54,41 +56,33 @@ MAX_JSON_USAGE_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class ProxySettings:
-    upstream_url: str = "https://api.anthropic.com"
-    api_key: str = field(default="", repr=False)
-    model_prefixes: tuple[str, ...] = ("claude-",)
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_output_tokens: int = 64_000
-    max_concurrent: int = 64
-    anthropic_version: str = "2023-06-01"
+    """Read by :func:`shared.config.env.load`: ``FOUNDRY_SERVICE_PROXY_`` + the field name unless
+    its ``env_var`` names another variable."""
+
+    upstream_url: str = field(
+        default="https://api.anthropic.com",
+        metadata=env_var(P + "ANTHROPIC_BASE_URL", pre_parse=url_base),
+    )
+    api_key: str = field(  # a Key Vault reference is no key
+        default="", repr=False, metadata=env_var(P + "ANTHROPIC_API_KEY", secret=True)
+    )
+    model_prefixes: tuple[str, ...] = field(
+        default=("claude-",), metadata=env_var(pre_parse=comma_list)
+    )
+    max_body_bytes: Annotated[int, Field(ge=1)] = 4 * 1024 * 1024
+    max_output_tokens: Annotated[int, Field(ge=1)] = 64_000
+    max_concurrent: Annotated[int, Field(ge=1)] = 64
+    anthropic_version: str = field(default="2023-06-01", metadata=NOT_FROM_ENV)
     #: Longest silence between two upstream chunks (and for the connect), not a total: a reply
     #: may stream for as long as the upstream keeps sending.
-    timeout_secs: float = 600.0
-    prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    timeout_secs: float = field(default=600.0, metadata=NOT_FROM_ENV)
+    prices: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(DEFAULT_PRICES), metadata=NOT_FROM_ENV
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProxySettings:
-        env = os.environ if environ is None else environ
-
-        def num(name: str, default: int) -> int:
-            raw = env.get(P + name, "").strip()
-            return int(raw) if raw.isdigit() else default
-
-        prefixes = tuple(
-            p.strip()
-            for p in env.get(P + "PROXY_MODEL_PREFIXES", "claude-").split(",")
-            if p.strip()
-        )
-        return cls(
-            upstream_url=(
-                env.get(P + "ANTHROPIC_BASE_URL", "").strip() or "https://api.anthropic.com"
-            ).rstrip("/"),
-            api_key=secret_setting(env, P + "ANTHROPIC_API_KEY"),  # a Key Vault ref is no key
-            model_prefixes=prefixes or ("claude-",),
-            max_body_bytes=num("PROXY_MAX_BODY_BYTES", 4 * 1024 * 1024),
-            max_output_tokens=num("PROXY_MAX_OUTPUT_TOKENS", 64_000),
-            max_concurrent=num("PROXY_MAX_CONCURRENT", 64),
-        )
+        return load(cls, os.environ if environ is None else environ, prefix=PROXY_ENV_PREFIX)
 
 
 class TokenVerifier(Protocol):

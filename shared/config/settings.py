@@ -6,16 +6,22 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, get_args
 
+from pydantic import Field
+
+from shared.config.env import NOT_FROM_ENV, env_var, load
+from shared.config.env import is_key_vault_reference as is_key_vault_reference
+from shared.config.env import secret_setting as secret_setting
 from shared.errors import ConfigurationError
 
 log = logging.getLogger("foundry.settings")
 ENV_PREFIX = "FOUNDRY_SERVICE_"
-BACKENDS = ("local", "azure_container_apps")
+Backend = Literal["local", "azure_container_apps"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 #: Settings that hold secrets. In Azure they are Key Vault references, which App Service resolves
 #: before the process starts; when it cannot (secret not created yet, role assignment not yet
 #: effective, vault outage at restart) the process gets the reference text itself, whose vault
@@ -26,20 +32,6 @@ SECRET_SETTINGS = (
     ENV_PREFIX + "STORAGE_CONNECTION_STRING",
     "AzureWebJobsStorage",
 )
-_KEY_VAULT_REFERENCE = re.compile(r"@\s*microsoft\s*\.\s*keyvault\s*\(", re.IGNORECASE)
-
-
-def is_key_vault_reference(value: str) -> bool:
-    """True when ``value`` contains ``@Microsoft.KeyVault(`` in any case or spacing: anywhere,
-    not only at the start, so a key list with one unresolved entry fails closed as a whole."""
-    return _KEY_VAULT_REFERENCE.search(value) is not None
-
-
-def secret_setting(env: Mapping[str, str], name: str) -> str:
-    """The secret's value (stripped), or ``""`` when unset or an unresolved Key Vault reference:
-    an unresolved reference is "not configured", never a usable secret."""
-    value = env.get(name, "").strip()
-    return "" if is_key_vault_reference(value) else value
 
 
 def unresolved_secret_settings(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -60,138 +52,78 @@ def log_unresolved_secrets(env: Mapping[str, str] | None = None) -> tuple[str, .
     return names
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
-    if not value >= minimum:  # also refuses nan
-        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service reads from its environment. Names are ``FOUNDRY_SERVICE_*``."""
+    """Everything the service reads from its environment. Each field's variable is
+    ``FOUNDRY_SERVICE_`` + its name in upper case unless its ``env_var`` says otherwise
+    (``shared.config.env``); the minimums are on the types."""
 
-    api_keys: str = ""
-    build_backend: str = "local"
-    storage_connection_string: str | None = None
-    storage_account: str | None = None
-    storage_container: str = "foundry-jobs"
+    api_keys: str = field(default="", metadata=env_var(secret=True))
+    build_backend: Backend = "local"
+    storage_connection_string: str | None = field(
+        default=None,
+        metadata=env_var(fallbacks=("AzureWebJobsStorage",), secret=True),
+    )
+    storage_account: str | None = field(
+        default=None, metadata=env_var(ENV_PREFIX + "AZURE_STORAGE_ACCOUNT")
+    )
+    storage_container: str = field(
+        default="foundry-jobs", metadata=env_var(ENV_PREFIX + "AZURE_STORAGE_CONTAINER")
+    )
     table_prefix: str = "foundry"
     #: Storage clients: longest TCP/TLS connect, longest silence waiting for bytes, and retries
     #: (connection errors and throttling only; see shared.clients for why reads are not retried).
     #: A stalled endpoint thus costs a storage call about ``storage_read_timeout_secs``.
-    storage_connect_timeout_secs: float = 3.0
-    storage_read_timeout_secs: float = 3.0
-    storage_retry_total: int = 2
-    max_input_bytes: int = 524_288
-    min_ttl_hours: int = 1
-    default_ttl_hours: int = 24
-    max_ttl_hours: int = 72
-    queue_cap: int = 50
-    max_concurrent_builds: int = 3
-    build_timeout_secs: int = 3600
-    image_build_timeout_secs: int = 1800
-    deploy_timeout_secs: int = 600
+    storage_connect_timeout_secs: Annotated[float, Field(ge=0.1, allow_inf_nan=False)] = 3.0
+    storage_read_timeout_secs: Annotated[float, Field(ge=0.1, allow_inf_nan=False)] = 3.0
+    storage_retry_total: Annotated[int, Field(ge=0)] = 2
+    max_input_bytes: Annotated[int, Field(ge=1)] = 524_288
+    min_ttl_hours: Annotated[int, Field(ge=1)] = 1
+    default_ttl_hours: Annotated[int, Field(ge=1)] = 24
+    max_ttl_hours: Annotated[int, Field(ge=1)] = 72
+    queue_cap: Annotated[int, Field(ge=1)] = 50
+    max_concurrent_builds: Annotated[int, Field(ge=1)] = 3
+    build_timeout_secs: Annotated[int, Field(ge=1)] = 3600
+    image_build_timeout_secs: Annotated[int, Field(ge=1)] = 1800
+    deploy_timeout_secs: Annotated[int, Field(ge=1)] = 600
     #: Longest wait between two status checks of a running step (log-follow latency bound).
-    poll_max_secs: int = 10
+    poll_max_secs: Annotated[int, Field(ge=2)] = 10
     #: 0 (auto): where the backend's builds push their end (runner notice, reconciler) the run
     #: waits for it with no in-history polling, else it checks on the POLL_MAX_SECS backoff;
     #: >0: always check a running build on a backoff capped at this many seconds.
-    build_check_secs: int = 0
+    build_check_secs: Annotated[int, Field(ge=0)] = 0
     #: How long one check activity waits for a running step to change before answering.
-    check_wait_secs: int = 20
+    check_wait_secs: Annotated[int, Field(ge=0)] = 20
     preview_domain: str = "foundry.local"
-    signed_url_ttl_secs: int = 900
+    signed_url_ttl_secs: Annotated[int, Field(ge=60)] = field(
+        default=900, metadata=env_var(ENV_PREFIX + "AZURE_SIGNED_URL_TTL_SECS")
+    )
     #: How long a build's storage grant and proxy token outlive its build timeout: the wait for
     #: the job's replica to start, plus the final uploads after a stop.
-    sas_grant_margin_secs: int = 1800
+    sas_grant_margin_secs: Annotated[int, Field(ge=300)] = 1800
     #: The LLM proxy as build jobs reach it (their ANTHROPIC_BASE_URL): its own service.
-    proxy_base_url: str = "http://127.0.0.1:7072"
+    proxy_base_url: str = field(
+        default="http://127.0.0.1:7072", metadata=env_var(ENV_PREFIX + "BUILDER_PROXY_URL")
+    )
     #: This service as build jobs reach it (the runner posts its build notices there).
-    api_base_url: str = "http://127.0.0.1:7071"
+    api_base_url: str = field(
+        default="http://127.0.0.1:7071", metadata=env_var(ENV_PREFIX + "BUILDER_API_URL")
+    )
     local_work_dir: str = ".foundry-local"
     local_builder_command: str = ""
     local_preview_host: str = "127.0.0.1"
-    history_retention_days: int = 30
+    history_retention_days: Annotated[int, Field(ge=1)] = 30
     #: Secret settings that held an unresolved Key Vault reference (read as not configured).
-    unresolved_secrets: tuple[str, ...] = ()
+    unresolved_secrets: tuple[str, ...] = field(default=(), metadata=NOT_FROM_ENV)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env: Mapping[str, str] = os.environ if environ is None else environ
-
-        def get(name: str, default: str = "") -> str:
-            return env.get(ENV_PREFIX + name, default).strip() or default
-
-        backend = get("BUILD_BACKEND", "local")
-        if backend not in BACKENDS:
-            raise ConfigurationError(
-                f"{ENV_PREFIX}BUILD_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}"
-            )
-        connection = secret_setting(env, ENV_PREFIX + "STORAGE_CONNECTION_STRING") or (
-            secret_setting(env, "AzureWebJobsStorage")
-        )
-        settings = cls(
-            api_keys=secret_setting(env, ENV_PREFIX + "API_KEYS"),
-            build_backend=backend,
-            storage_connection_string=connection or None,
-            storage_account=get("AZURE_STORAGE_ACCOUNT") or None,
-            storage_container=get("AZURE_STORAGE_CONTAINER", "foundry-jobs"),
-            table_prefix=get("TABLE_PREFIX", "foundry"),
-            storage_connect_timeout_secs=_float(
-                env, ENV_PREFIX + "STORAGE_CONNECT_TIMEOUT_SECS", 3.0, minimum=0.1
-            ),
-            storage_read_timeout_secs=_float(
-                env, ENV_PREFIX + "STORAGE_READ_TIMEOUT_SECS", 3.0, minimum=0.1
-            ),
-            storage_retry_total=_int(env, ENV_PREFIX + "STORAGE_RETRY_TOTAL", 2, minimum=0),
-            max_input_bytes=_int(env, ENV_PREFIX + "MAX_INPUT_BYTES", 524_288, minimum=1),
-            min_ttl_hours=_int(env, ENV_PREFIX + "MIN_TTL_HOURS", 1, minimum=1),
-            default_ttl_hours=_int(env, ENV_PREFIX + "DEFAULT_TTL_HOURS", 24, minimum=1),
-            max_ttl_hours=_int(env, ENV_PREFIX + "MAX_TTL_HOURS", 72, minimum=1),
-            queue_cap=_int(env, ENV_PREFIX + "QUEUE_CAP", 50, minimum=1),
-            max_concurrent_builds=_int(env, ENV_PREFIX + "MAX_CONCURRENT_BUILDS", 3, minimum=1),
-            build_timeout_secs=_int(env, ENV_PREFIX + "BUILD_TIMEOUT_SECS", 3600, minimum=1),
-            image_build_timeout_secs=_int(
-                env, ENV_PREFIX + "IMAGE_BUILD_TIMEOUT_SECS", 1800, minimum=1
-            ),
-            deploy_timeout_secs=_int(env, ENV_PREFIX + "DEPLOY_TIMEOUT_SECS", 600, minimum=1),
-            poll_max_secs=_int(env, ENV_PREFIX + "POLL_MAX_SECS", 10, minimum=2),
-            build_check_secs=_int(env, ENV_PREFIX + "BUILD_CHECK_SECS", 0, minimum=0),
-            check_wait_secs=_int(env, ENV_PREFIX + "CHECK_WAIT_SECS", 20, minimum=0),
-            preview_domain=get("PREVIEW_DOMAIN", "foundry.local"),
-            signed_url_ttl_secs=_int(
-                env, ENV_PREFIX + "AZURE_SIGNED_URL_TTL_SECS", 900, minimum=60
-            ),
-            sas_grant_margin_secs=_int(
-                env, ENV_PREFIX + "SAS_GRANT_MARGIN_SECS", 1800, minimum=300
-            ),
-            proxy_base_url=get("BUILDER_PROXY_URL", "http://127.0.0.1:7072"),
-            api_base_url=get("BUILDER_API_URL", "http://127.0.0.1:7071"),
-            local_work_dir=get("LOCAL_WORK_DIR", ".foundry-local"),
-            local_builder_command=get("LOCAL_BUILDER_COMMAND"),
-            local_preview_host=get("LOCAL_PREVIEW_HOST", "127.0.0.1"),
-            history_retention_days=_int(env, ENV_PREFIX + "HISTORY_RETENTION_DAYS", 30, minimum=1),
-            unresolved_secrets=unresolved_secret_settings(env),
+        settings = load(
+            cls,
+            env,
+            prefix=ENV_PREFIX,
+            computed={"unresolved_secrets": unresolved_secret_settings(env)},
         )
         settings.validate()
         return settings

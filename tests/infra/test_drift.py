@@ -12,8 +12,10 @@ import re
 from pathlib import Path
 
 from shared.config.azure import REQUIRED, AzureSettings
-from shared.config.settings import SECRET_SETTINGS, Settings
-from shared.llm_proxy import ProxySettings
+from shared.config.azure import P as AZURE_PREFIX
+from shared.config.env import bindings
+from shared.config.settings import ENV_PREFIX, SECRET_SETTINGS, Settings
+from shared.llm_proxy import PROXY_ENV_PREFIX, ProxySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_BICEP = ROOT / "infra" / "app" / "function.bicep"  # the Function App and its app settings
@@ -66,6 +68,26 @@ def names_the_function_app_reads() -> set[str]:
     host_json = (ROOT / "host.json").read_text() + (ROOT / "timers" / "maintenance.py").read_text()
     env.read |= set(re.findall(r"%(FOUNDRY_SERVICE_[A-Z0-9_]+)%", host_json))
     return {n for n in env.read if n.startswith("FOUNDRY_SERVICE_")}
+
+
+def names_the_loader_declares() -> set[str]:
+    """The variables in the settings classes' field metadata (own and fallback ones)."""
+    classes = (
+        (Settings, ENV_PREFIX),
+        (AzureSettings, AZURE_PREFIX),
+        (ProxySettings, PROXY_ENV_PREFIX),
+    )
+    return {v for cls, prefix in classes for b in bindings(cls, prefix) for v in b.variables}
+
+
+def test_the_code_reads_exactly_what_the_settings_classes_declare() -> None:
+    """The lookups the three classes make are the declared ones: neither misses a variable the
+    other has (a lookup outside the loader, or a declared field the loader skips)."""
+    env = RecordingEnv(BASE_ENV)
+    Settings.from_env(env)
+    AzureSettings.from_env(env)
+    ProxySettings.from_env(env)
+    assert env.read == names_the_loader_declares() | set(SECRET_SETTINGS)
 
 
 def names_the_proxy_reads() -> set[str]:
