@@ -21,12 +21,11 @@ import dataclasses
 import json
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
-from pydantic_core import ErrorDetails
 
 from shared.errors import ConfigurationError
 
@@ -201,7 +200,7 @@ def _adapter(cls: type[Any]) -> TypeAdapter[Any]:
 
 
 def _refusal(
-    errors: list[ErrorDetails], reads: Mapping[str, _Read], cls: type[Any]
+    errors: Sequence[Mapping[str, Any]], reads: Mapping[str, _Read], cls: type[Any]
 ) -> ConfigurationError:
     """The first error, named by its variable (one bad value at a time, as an operator fixes
     them)."""
@@ -221,7 +220,8 @@ _COMPARISONS = {
 }
 
 
-def _reason(error: ErrorDetails) -> str:
+def _reason(error: Mapping[str, Any]) -> str:
+    # ``error`` is one of ``ValidationError.errors()`` (pydantic-core's ErrorDetails shape).
     """What is wrong, worded to follow the variable's name."""
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind.startswith("int_"):
@@ -234,7 +234,7 @@ def _reason(error: ErrorDetails) -> str:
         return f"must be {_COMPARISONS[kind]} {next(iter(ctx.values()))}"
     if kind == "dict_type":
         return "must be a JSON object"
-    message = error["msg"]  # pydantic's wording, without the input
+    message = str(error["msg"])  # pydantic's wording, without the input
     if message.startswith("Input should be "):
         return "must be " + message.removeprefix("Input should be ")
     return message
