@@ -237,6 +237,8 @@ def entities_at_rows(work: Path, rows: int) -> dict[str, Any]:
     Runs its own Azurite with a store on disk: the first ``TRANSACTION_SEED`` jobs go in through
     transactions, the rest through ``bench.azurite_bulk`` while the emulator is stopped."""
     from bench.azurite_bulk import bulk_load, check_loaded
+    from devhost.binding import durable_client
+    from devhost.worker import run_in_worker
     from shared.domain.models import JobStatus
     from tests.azurite import free_port, start_azurite
     from tests.seed_jobs import finished_job_rows, seed_finished_jobs
@@ -254,7 +256,7 @@ def entities_at_rows(work: Path, rows: int) -> dict[str, Any]:
             probe = jobs.list_jobs(page_size=1)[0][0]
             now = datetime.now(UTC).replace(second=0, microsecond=0)
             aligned = now - timedelta(minutes=now.minute % ORPHAN_INPUT_EVERY_MINUTES)
-            client = env.host.client
+            client = durable_client(env.host.durable_binding)  # the SDK's own client
 
             def measure(round_no: int) -> dict[str, tuple[int, int]]:
                 paths: dict[str, Any] = {
@@ -262,7 +264,7 @@ def entities_at_rows(work: Path, rows: int) -> dict[str, Any]:
                     "replay": lambda: env.call("POST", "/v1/jobs", body(f"m{round_no}")),
                     "poll": lambda: env.call("GET", f"/v1/jobs/{probe.job_id}"),
                     "list_first_page": lambda: env.call("GET", "/v1/jobs?limit=50"),
-                    "maintenance": lambda: asyncio.run(
+                    "maintenance": lambda: run_in_worker(
                         run_maintenance(env.svc, client, now=aligned)
                     ),
                     "healthz": lambda: env.call("GET", "/v1/healthz"),
