@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import chart, proxy_latency, storage_costs  # noqa: E402
+from bench.storage_costs import body  # noqa: E402
 from tests.azurite import free_port, start_azurite  # noqa: E402
 
 KEY = "bench-key"
@@ -47,17 +48,6 @@ TICK_SECS = 0.5  # bench/tick_builder.py prints one line per half second
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-def body(tag: str) -> dict[str, Any]:
-    return {
-        "app_name": f"b-{tag}",
-        "owner": "bench",
-        "idempotency_key": tag,
-        "spec_md": "# bench\n",
-        "tasks_md": "- [ ] T1: x\n",
-        "org_slug": "bench",
-    }
 
 
 def timed(fn: Any) -> float:
