@@ -28,6 +28,7 @@ class ScriptedBackend:
     name: str = "scripted"
     writes_stream_to_blob: bool = False
     notifies_build_end: bool = False
+    poll_interval_secs: float = 0.05
     resources: dict[str, set[str]] = field(default_factory=dict)
     build_state: dict[str, StepState] = field(default_factory=dict)
     image_state: dict[str, StepState] = field(default_factory=dict)

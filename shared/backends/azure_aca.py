@@ -81,6 +81,8 @@ class AzureContainerAppsBackend:
     name = "azure_container_apps"
     writes_stream_to_blob = True
     notifies_build_end = True
+    #: ARM reads are throttled per subscription and principal: one ask per job every 2 s.
+    poll_interval_secs = 2.0
 
     def __init__(
         self, settings: Settings, az: AzureSettings, blobs: JobBlobs, credential: TokenCredential

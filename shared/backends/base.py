@@ -41,6 +41,9 @@ class BuildBackend(Protocol):
     #: True when the build's end is pushed to the service (the runner's ``finished`` notice),
     #: so the orchestration need not poll for it (the reconciler covers a lost notice).
     notifies_build_end: bool
+    #: Seconds between the asks of a long-polling check (``steps._long_poll``): what one ask
+    #: costs decides it (an ARM read on Azure, a look at a local process or port here).
+    poll_interval_secs: float
 
     def start_build(self, job: JobRecord, *, proxy_token: str) -> None:
         """Create-or-get the build and start exactly one execution of it."""

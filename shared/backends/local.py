@@ -52,6 +52,9 @@ class LocalBackend:
     name = "local"
     writes_stream_to_blob = True
     notifies_build_end = False
+    #: An ask is a look at /proc or a loopback GET: cheap enough to ask ten times a second, so a
+    #: step's end is seen within 0.1 s (1.7 s was lost per step at 2 s).
+    poll_interval_secs = 0.1
 
     def __init__(self, settings: Settings, blobs: JobBlobs) -> None:
         self.settings = settings

@@ -24,7 +24,6 @@ from shared.services import Services
 from shared.storage.job_blobs import ARTIFACT_PATH
 
 log = logging.getLogger(__name__)
-LONG_POLL_INTERVAL_SECS = 2.0
 
 
 def _now() -> datetime:
@@ -182,7 +181,7 @@ def _start_image(svc: Services, job: JobRecord) -> StepResult:
 
 
 def _long_poll(svc: Services, poll: Callable[[], StepStatus]) -> StepStatus:
-    """Poll at once, then every ``LONG_POLL_INTERVAL_SECS`` while the step runs, for up to
+    """Poll at once, then every ``backend.poll_interval_secs`` while the step runs, for up to
     ``check_wait_secs``: one activity call then covers a short wait without a durable timer."""
     deadline = time.monotonic() + svc.settings.check_wait_secs
     while True:
@@ -190,7 +189,7 @@ def _long_poll(svc: Services, poll: Callable[[], StepStatus]) -> StepStatus:
         remaining = deadline - time.monotonic()
         if status.state is not StepState.RUNNING or remaining <= 0:
             return status
-        time.sleep(min(LONG_POLL_INTERVAL_SECS, remaining))
+        time.sleep(min(svc.backend.poll_interval_secs, remaining))
 
 
 def follow_stream(svc: Services, job: JobRecord) -> None:
