@@ -117,11 +117,22 @@ def release_job_resources(svc: Services, job: JobRecord) -> list[str]:
 
 
 def next_in_queue(svc: Services, active: Iterable[ActiveEntry] | None = None) -> list[str]:
-    """The oldest queued jobs, as many as there are free build slots (at least one, so a slot
-    freed by self-healing is noticed too). ``active`` is the index's active set if the caller
-    has just read it."""
+    """The oldest queued jobs without a slot, as many as there are free build slots (at least
+    one, so a slot freed by self-healing is noticed too). ``active`` is the index's active set
+    if the caller has just read it.
+
+    A slot is busy while its holder is active: a job whose builder has exited released its slot
+    but stays ``building`` until its orchestration checks the build, so counting ``building``
+    jobs would wake too few (a batch then waited a backoff timer for a slot that was free)."""
     entries = list(active) if active is not None else svc.jobs.active()
-    building = sum(1 for e in entries if e.status is JobStatus.BUILDING)
-    free = max(1, svc.settings.max_concurrent_builds - building)
-    # Job ids sort by submit time.
-    return sorted(e.job_id for e in entries if e.status is JobStatus.QUEUED)[:free]
+    holders = svc.slots.holders()
+    busy = sum(1 for e in entries if e.job_id in holders and e.status in _MAY_HOLD_A_SLOT)
+    free = max(1, svc.settings.max_concurrent_builds - busy)
+    waiting = (
+        e.job_id for e in entries if e.status is JobStatus.QUEUED and e.job_id not in holders
+    )
+    return sorted(waiting)[:free]  # job ids sort by submit time
+
+
+#: A queued holder has won its slot and is about to move to ``building``.
+_MAY_HOLD_A_SLOT = frozenset({JobStatus.QUEUED, JobStatus.BUILDING})

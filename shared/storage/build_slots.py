@@ -67,6 +67,15 @@ class BuildSlots:
                 continue
         return False
 
+    def holders(self) -> set[str]:
+        """The jobs named on a slot row (one query over ``MAX_CONCURRENT_BUILDS`` rows at most).
+        A holder that is no longer building still has its row until a claim takes it over."""
+        with translate_azure_errors("list build slots"):
+            rows = self.table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": SLOT_PK}, select=["job_id"]
+            )
+            return {str(row["job_id"]) for row in rows}
+
     def release(self, job_id: str) -> bool:
         """Free the slot ``job_id`` holds, if any (ETag-guarded: a slot taken over meanwhile is
         left alone). True when a slot was freed."""
