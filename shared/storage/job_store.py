@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -47,6 +48,12 @@ _MAX_CAS_ATTEMPTS = 8
 _MAX_SLOT_ATTEMPTS = 64
 _INDEXED = "ix"
 _QUEUE_SLOT = "qs"
+#: Queue positions shown to pollers come from a read of the queue at most this old, so one read
+#: (up to the queue cap of rows) serves every poll in that time: Q jobs polled while a queue
+#: drains cost O(Q) entities per second, not O(Q^2). A position may lag another instance's change
+#: by this long; this process's own queue changes drop the copy at once, and a job's status is
+#: always read fresh.
+POSITIONS_MAX_AGE_SECS = 1.0
 
 
 def utcnow() -> datetime:
@@ -176,8 +183,18 @@ class _OperationRefused(Exception):
 class JobStore:
     """Typed access to the ``<prefix>jobs`` table (and the legacy ``<prefix>jobhistory``)."""
 
-    def __init__(self, service: TableServiceClient, *, prefix: str) -> None:
+    def __init__(
+        self,
+        service: TableServiceClient,
+        *,
+        prefix: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._service = service
+        self._clock = clock
+        self._positions_lock = threading.Lock()
+        self._queue_writes = 0  # this process's queue changes so far
+        self._positions_from: tuple[int, float, QueueSnapshot] | None = None
         self.jobs: TableClient = service.get_table_client(f"{prefix}jobs")
         # History rows live in the jobs partition now (written in the job row's transaction);
         # this table holds the rows of transitions made before that, still shown by list_history.
@@ -324,10 +341,23 @@ class JobStore:
         queued = [r for r in records if r.status is JobStatus.QUEUED]
         if not queued:
             return positions
-        snapshot = self.queue_snapshot()
+        snapshot = self._queue_for_positions()
         for record in queued:
             positions[record.job_id] = snapshot.position(record.job_id)
         return positions
+
+    def _queue_for_positions(self) -> QueueSnapshot:
+        """The queue as read at most ``POSITIONS_MAX_AGE_SECS`` ago and after this process's
+        last queue change (a copy read while such a change was being written is not kept)."""
+        now = self._clock()
+        with self._positions_lock:
+            writes, recent = self._queue_writes, self._positions_from
+        if recent is not None and recent[0] == writes and now - recent[1] < POSITIONS_MAX_AGE_SECS:
+            return recent[2]
+        snapshot = self.queue_snapshot()
+        with self._positions_lock:
+            self._positions_from = (writes, now, snapshot)
+        return snapshot
 
     def list_history(self, job_id: str) -> list[dict[str, Any]]:
         prefix = f"{ix.HISTORY}{job_key(job_id)}~"
@@ -563,10 +593,16 @@ class JobStore:
     def _transact(self, ops: list[tuple[Any, ...]], what: str) -> list[Mapping[str, Any]]:
         """Submit one entity-group transaction. A refused operation (404/409/412) raises
         :class:`_OperationRefused` with its index; anything else goes through the translator."""
-        with translate_azure_errors(what):
-            try:
-                return self.jobs.submit_transaction(ops)
-            except TableTransactionError as exc:
-                if exc.status_code in (404, 409, 412):
-                    raise _OperationRefused(exc.index, exc.status_code) from exc
-                raise
+        changes_queue = any(str(op[1].get("RowKey", "")).startswith(ix.QUEUE) for op in ops)
+        try:
+            with translate_azure_errors(what):
+                try:
+                    return self.jobs.submit_transaction(ops)
+                except TableTransactionError as exc:
+                    if exc.status_code in (404, 409, 412):
+                        raise _OperationRefused(exc.index, exc.status_code) from exc
+                    raise
+        finally:
+            if changes_queue:  # whatever the outcome: the queue may have changed
+                with self._positions_lock:
+                    self._queue_writes += 1

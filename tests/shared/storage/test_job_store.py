@@ -15,8 +15,14 @@ from shared.domain.models import CLEANED_PHASE, PURGED_PHASE, JobStatus
 from shared.errors import IllegalTransition, NotFound, QueueFull
 from shared.services import use_services
 from shared.storage import job_index as ix
+from shared.storage.clients import table_service
 from shared.storage.job_index import index_rows
-from shared.storage.job_store import entity_to_record, record_to_entity
+from shared.storage.job_store import (
+    POSITIONS_MAX_AGE_SECS,
+    JobStore,
+    entity_to_record,
+    record_to_entity,
+)
 from tests.seed_jobs import seed_finished_jobs
 from tests.shared.storage.jobs import new_job
 from tests.storage_meter import metered_services
@@ -260,7 +266,8 @@ def test_hot_path_reads_do_not_grow_with_finished_jobs(metered) -> None:
     """Poll (read + queue position), the first page of a list, and the sweeps' index reads
     return as many entities with 2,000 finished jobs stored as with none."""
     svc, meter = metered
-    jobs = svc.jobs
+    clock = SteppedClock()  # each measurement reads the queue afresh, not the poll's copy of it
+    jobs = metered_store(svc, meter, clock)
     active = [new_job() for _ in range(3)]
     for job in active:
         jobs.insert_job(job, queue_cap=50)
@@ -277,6 +284,7 @@ def test_hot_path_reads_do_not_grow_with_finished_jobs(metered) -> None:
             "purge": lambda: jobs.purge_due(now - timedelta(days=30)),
             "queued": lambda: jobs.count([JobStatus.QUEUED]),
         }.items():
+            clock.now += POSITIONS_MAX_AGE_SECS
             with meter.measure() as tally:
                 call()
             out[name] = (tally.round_trips, tally.entities_read)
@@ -295,6 +303,69 @@ def test_hot_path_reads_do_not_grow_with_finished_jobs(metered) -> None:
     # A list page reads one page: at most page size + queue rows, however many jobs exist.
     assert some["list"] == more["list"] == (2, 20 + 2)
     assert jobs.count([JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED]) == 2000
+
+
+class SteppedClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def metered_store(svc, meter, clock: SteppedClock) -> JobStore:
+    """The app's job store with its reads metered and its clock moved by the test."""
+    tables = table_service(svc.settings, **meter.client_options())
+    return JobStore(tables, prefix=svc.settings.table_prefix, clock=clock)
+
+
+def test_draining_a_queue_reads_it_once_per_interval_not_once_per_poll(metered) -> None:
+    """Q queued jobs, each polled once per second while the queue drains one job at a time:
+    the queue is read once per second for all the polls (O(Q) entities a second, O(Q^2) for the
+    drain, where one read per poll made it O(Q^2) a second), and every position is right."""
+    svc, meter = metered
+    clock = SteppedClock()
+    jobs = metered_store(svc, meter, clock)
+    queued = [new_job() for _ in range(12)]
+    for job in queued:
+        jobs.insert_job(job, queue_cap=50)
+    queue_rows_read = 0
+    for started in range(len(queued)):
+        clock.now += POSITIONS_MAX_AGE_SECS  # one second passes between polling rounds
+        waiting = queued[started:]
+        with meter.measure() as tally:
+            positions = [jobs.queue_position(jobs.get_job(j.job_id)) for j in waiting]
+        assert positions == list(range(1, len(waiting) + 1))
+        # One point read per poll, and one read of the queue for the whole round.
+        assert tally.round_trips == len(waiting) + 1
+        queue_rows_read += tally.entities_read - len(waiting)
+        # The head starts building (in another process: this one's copy is not told).
+        other = JobStore(table_service(svc.settings), prefix=svc.settings.table_prefix)
+        other.transition(waiting[0].job_id, JobStatus.BUILDING, reason="slot")
+    assert queue_rows_read == sum(range(1, len(queued) + 1))  # each round: the rows still queued
+
+
+def test_a_process_sees_its_own_queue_change_at_once(services) -> None:
+    clock = SteppedClock()  # frozen: only a change this process made refreshes the copy
+    jobs = JobStore(
+        table_service(services.settings), prefix=services.settings.table_prefix, clock=clock
+    )
+    first, second = new_job(), new_job()
+    jobs.insert_job(first, queue_cap=50)
+    jobs.insert_job(second, queue_cap=50)
+    assert jobs.queue_position(second) == 2
+    jobs.transition(first.job_id, JobStatus.BUILDING, reason="slot")
+    assert jobs.queue_position(second) == 1
+    # A change made elsewhere shows once the copy is older than the bound.
+    other = JobStore(table_service(services.settings), prefix=services.settings.table_prefix)
+    third = new_job()
+    other.insert_job(third, queue_cap=50)
+    other.transition(second.job_id, JobStatus.CANCELED, reason="x", finished_at=datetime.now(UTC))
+    assert jobs.queue_position(third) == 2  # the copy still has the canceled job in it
+    clock.now += POSITIONS_MAX_AGE_SECS
+    assert jobs.queue_position(third) == 1
 
 
 def test_rows_left_by_code_without_the_index_are_cleaned_up(services) -> None:
