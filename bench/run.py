@@ -18,7 +18,6 @@ import importlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,11 +32,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import chart, proxy_latency, storage_costs  # noqa: E402
+from bench import chart, proxy_latency, storage_costs, time_to_ready  # noqa: E402
+from bench.dev_server import KEY, dev_server  # noqa: E402
 from bench.storage_costs import body  # noqa: E402
-from tests.azurite import free_port, start_azurite  # noqa: E402
+from tests.azurite import start_azurite  # noqa: E402
 
-KEY = "bench-key"
 TICK_BUILDER = ROOT / "bench" / "tick_builder.py"
 LEVELS = (1, 10, 50)
 SUBMITS_PER_LEVEL = 50  # then canceled, so the queue stays within its default cap of 50
@@ -273,53 +272,30 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="foundry-bench-"))
     azurite = start_azurite(scratch / "azurite")
-    port = free_port()
-    prefix = "bench" + uuid.uuid4().hex[:6]
-    env = {
-        **os.environ,
-        "FOUNDRY_SERVICE_API_KEYS": KEY,
-        "FOUNDRY_SERVICE_STORAGE_CONNECTION_STRING": azurite.connection_string,
-        "FOUNDRY_SERVICE_TABLE_PREFIX": prefix,
-        "FOUNDRY_SERVICE_QUEUE_CAP": "60",
-        "FOUNDRY_SERVICE_MAX_CONCURRENT_BUILDS": "1",
-        "FOUNDRY_SERVICE_LOCAL_WORK_DIR": str(scratch / "work"),
-        "FOUNDRY_SERVICE_LOCAL_BUILDER_COMMAND": f"{sys.executable} {TICK_BUILDER} 40",
-    }
-    server_log = (scratch / "server.log").open("wb")
-    server = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter runs the dev server
-        [sys.executable, "-m", "devhost.server", "--port", str(port), "--proxy-port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=server_log,
-    )
-    base = f"http://127.0.0.1:{port}"
+    connection = azurite.connection_string
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(base + "/v1/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        follow = log_follow(base)  # first, while the build slot is free
-        levels = latency_levels(base)
-        ratio = point_read_ms(azurite.connection_string, prefix, base)
-        memory = peak_rss_mb(server.pid)
-        llm_proxy = proxy_latency.first_byte_overhead(azurite.connection_string)
-        server.terminate()
-        server.wait(10)
-        storage_costs.stop_local_previews(azurite.connection_string, scratch / "work")
-        inproc = in_process_figures(azurite.connection_string, scratch / "inproc", args.rows)
+        with dev_server(
+            connection,
+            scratch / "server",
+            QUEUE_CAP="60",
+            MAX_CONCURRENT_BUILDS="1",
+            LOCAL_BUILDER_COMMAND=f"{sys.executable} {TICK_BUILDER} 40",
+        ) as server:
+            follow = log_follow(server.base)  # first, while the build slot is free
+            levels = latency_levels(server.base)
+            ratio = point_read_ms(connection, server.table_prefix, server.base)
+            memory = peak_rss_mb(server.pid)
+        storage_costs.stop_local_previews(connection, server.work_dir)
+        ready = time_to_ready.measure(connection, scratch / "time-to-ready")
+        llm_proxy = proxy_latency.first_byte_overhead(connection)
+        inproc = in_process_figures(connection, scratch / "inproc", args.rows)
     finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(10)
-        server_log.close()
         azurite.stop()
     results = {
         "levels": levels,
         "poll_vs_point_read": ratio,
         "log_follow": follow,
+        "time_to_ready": ready,
         "in_process": inproc,
         "dev_server_peak_rss_mb": memory,
         "llm_proxy_first_byte": llm_proxy,
@@ -328,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     chart.write_readme(results)  # the README's latency charts follow the new results
     print_report(results)
+    print(time_to_ready.summary(ready))
     print(proxy_latency.summary(llm_proxy))
 
 
