@@ -13,6 +13,7 @@ earlier runner died mid-build) does not run the builder a second time.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from runner.outcome import (
     exit_code_of_marker,
 )
 from runner.proctree import BuilderProcess
+from runner.request_count import RequestCount
 from runner.scrub import Scrubber
 
 if TYPE_CHECKING:
@@ -86,6 +88,7 @@ class Runner:
         self.uploads: dict[str, str] = {}
         self.source_skipped: list[str] = []
         self._clients: dict[str, BlobClient] = {}
+        self.storage_requests = RequestCount()
         self._stderr_start = 0
         self.builder_finished_at: str | None = None
         self._flush_deadline: float | None = None
@@ -108,7 +111,9 @@ class Runner:
             if self.blob_factory is None:
                 from runner.storage import sas_blob_client
 
-                self.blob_factory = sas_blob_client
+                self.blob_factory = functools.partial(
+                    sas_blob_client, raw_response_hook=self.storage_requests.hook
+                )
             self._clients[name] = self.blob_factory(url)
         return self._clients[name]
 
@@ -192,7 +197,7 @@ class Runner:
 
     def _existing_marker(self) -> dict[str, Any] | None:
         url = self.config.grant.url("result")
-        raw = sas_http.get(url) if url is not None else None
+        raw = sas_http.get(url, count=self.storage_requests.add) if url is not None else None
         if raw is None:
             return None
         try:
@@ -209,14 +214,15 @@ class Runner:
         assert stream_url is not None  # required grant entries (runner/grant.py)
         assert spec_url is not None
         assert tasks_url is not None
-        if sas_http.size(stream_url):
+        if sas_http.size(stream_url, count=self.storage_requests.add):
             return Outcome(
                 INTERRUPTED,
                 message="the stream already has output from an earlier runner; not rebuilding",
             )
         if self.stop_requested:
             return Outcome(TERMINATED, message="stopped before the builder started")
-        spec, tasks = sas_http.get(spec_url), sas_http.get(tasks_url)
+        count = self.storage_requests.add
+        spec, tasks = sas_http.get(spec_url, count=count), sas_http.get(tasks_url, count=count)
         if spec is None or tasks is None:
             return Outcome(START_FAILED, message="the job's SPEC.md or TASKS.md is missing")
         (self.work / "SPEC.md").write_bytes(spec)
@@ -388,6 +394,8 @@ class Runner:
             },
             "uploads": dict(self.uploads),
             "source_skipped": self.source_skipped,
+            # Every storage request so far; uploading this marker is one more PUT.
+            "storage_requests": self.storage_requests.snapshot(),
         }
         data = self.scrubber.scrub(json.dumps(marker, sort_keys=True).encode())
         (self.output / "result.json").write_bytes(data)

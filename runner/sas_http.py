@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 _ATTEMPTS = 4
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -19,7 +20,17 @@ class SasHttpError(Exception):
     """Storage refused or could not be reached (the message never holds the URL)."""
 
 
-def _request(url: str, method: str, *, timeout: float) -> tuple[int, bytes, int | None]:
+#: Told the method of every request storage answered (a transaction), e.g. ``RequestCount.add``.
+Counter = Callable[[str], None]
+
+
+def _ignore(_method: str) -> None:
+    return None
+
+
+def _request(
+    url: str, method: str, *, timeout: float, count: Counter
+) -> tuple[int, bytes, int | None]:
     """(status, body, content length) with 404 as a normal answer; retries transient faults."""
     last = "no attempt"
     for attempt in range(_ATTEMPTS):
@@ -29,10 +40,12 @@ def _request(url: str, method: str, *, timeout: float) -> tuple[int, bytes, int 
         request = urllib.request.Request(url, method=method)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                count(method)
                 length = response.headers.get("Content-Length")
                 body = response.read() if method == "GET" else b""
                 return response.status, body, int(length) if length is not None else None
         except urllib.error.HTTPError as exc:
+            count(method)
             exc.close()
             if exc.code == 404:
                 return 404, b"", None
@@ -44,13 +57,13 @@ def _request(url: str, method: str, *, timeout: float) -> tuple[int, bytes, int 
     raise SasHttpError(f"blob storage: {last}")
 
 
-def get(url: str, *, timeout: float = 30.0) -> bytes | None:
+def get(url: str, *, timeout: float = 30.0, count: Counter = _ignore) -> bytes | None:
     """The blob's bytes, or ``None`` when it does not exist."""
-    status, body, _ = _request(url, "GET", timeout=timeout)
+    status, body, _ = _request(url, "GET", timeout=timeout, count=count)
     return None if status == 404 else body
 
 
-def size(url: str, *, timeout: float = 30.0) -> int | None:
+def size(url: str, *, timeout: float = 30.0, count: Counter = _ignore) -> int | None:
     """The blob's length, or ``None`` when it does not exist."""
-    status, _, length = _request(url, "HEAD", timeout=timeout)
+    status, _, length = _request(url, "HEAD", timeout=timeout, count=count)
     return None if status == 404 else (length or 0)

@@ -69,6 +69,10 @@ def test_a_build_streams_its_events_and_uploads_everything(job: Job) -> None:
     )
     assert marker["uploads"] == {"source_artifact": "uploaded", "diagnostics": "uploaded"}
     assert marker["logs"]["stream_log"]["uploaded_bytes"] == len(stream)
+    # Counted at the transport: SPEC and TASKS read; both logs created, appended, two archives.
+    requests = marker["storage_requests"]
+    assert set(requests) <= {"GET", "HEAD", "PUT", "DELETE"}, requests
+    assert requests["GET"] >= 2 and requests["PUT"] >= 2 + 2 * 2
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:
