@@ -185,10 +185,16 @@ def in_process_figures(connection: str, scratch: Path, rows: int) -> dict[str, A
         short = storage_costs.short_job(env)
     timers = max(0, short["episodes"] - short["activities"] - 1)
     durable = storage_costs.durable_provider(short["activities"], short["episodes"], timers)
+    with storage_costs.served(connection, scratch / "pushed") as env:
+        pushed = storage_costs.pushed_short_job(env)
+    pushed["durable_provider"] = storage_costs.durable_provider(
+        pushed["activities"], pushed["episodes"], pushed["timers"]
+    )
     entities = storage_costs.entities_at_rows(scratch / "rows", rows)
     return {
         "round_trips": round_trips,
         "short_job": short,
+        "pushed_short_job": pushed,
         "durable_provider_per_job": durable,
         "durable_idle_month": {
             "poll_10s": storage_costs.fixed_monthly(10),
@@ -236,6 +242,16 @@ def print_report(results: dict[str, Any]) -> None:
         f"${short['service_usd_per_1000_jobs']:.4f} per 1,000 jobs; Durable provider (model): "
         f"{durable['queue']:.0f} queue + {durable['table']:.0f} table = "
         f"${durable['usd_per_1000_jobs']:.4f} per 1,000 jobs"
+    )
+    pushed = inproc["pushed_short_job"]
+    print(
+        f"short job on the production path (runner pushes its end): {pushed['history_events']} "
+        f"history events, {pushed['activities']} activities in {pushed['episodes']} episodes, "
+        f"{pushed['timers']} timer; storage: service {pushed['service']} "
+        f"${pushed['service_usd_per_1000_jobs']:.4f} + build runner {pushed['runner']} "
+        f"${pushed['runner_usd_per_1000_jobs']:.4f} = ${pushed['storage_usd_per_1000_jobs']:.4f} "
+        f"per 1,000 jobs; Durable provider (model) "
+        f"${pushed['durable_provider']['usd_per_1000_jobs']:.4f}"
     )
     idle = inproc["durable_idle_month"]
     print(

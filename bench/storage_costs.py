@@ -199,6 +199,114 @@ def short_job(env: InProcess) -> dict[str, Any]:
     }
 
 
+#: The runner's request methods by price class (its count comes from the result marker).
+_RUNNER_CLASSES = {
+    "PUT": "blob write",
+    "GET": "blob read",
+    "HEAD": "blob other",
+    "DELETE": "blob delete",
+}
+PUSHED_TIMEOUT_SECS = 120.0
+
+
+@contextmanager
+def served(connection: str, work: Path, **settings: Any) -> Iterator[InProcess]:
+    """The production path in process: the driver on the real clock, run by the dev host's pump,
+    and the app's HTTP functions served on loopback so the build runner's notices (progress,
+    ``finished``) reach ``build_event`` as they reach the Function App from an ACA job. The build
+    is checked only on that push and a 5-minute fallback timer, as on ACA."""
+    import secrets
+
+    import function_app
+    from devhost.binding import client_binding
+    from devhost.driver import Driver
+    from devhost.http_host import FunctionHost
+    from devhost.loopback import LoopbackServer, free_port
+    from devhost.pump import Pump
+    from devhost.server import build_app
+    from shared.config.settings import Settings
+    from shared.services import Services, use_services
+
+    port, system_key = free_port(), secrets.token_urlsafe(32)
+    base = f"http://127.0.0.1:{port}"
+    meter = StorageMeter()
+    config = Settings(
+        api_keys=KEY,
+        storage_connection_string=connection,
+        table_prefix="bench" + uuid.uuid4().hex[:8],
+        storage_container="bench-" + uuid.uuid4().hex[:8],
+        local_work_dir=str(work),
+        local_builder_command="",
+        api_base_url=base,
+        build_check_secs=300,
+        **settings,
+    )
+    svc = Services.build(config, **meter.client_options())
+    use_services(svc)
+    driver = Driver(function_app.app, realtime=True)
+    host = FunctionHost(function_app.app, client_binding(base, system_key))
+    server = LoopbackServer(build_app(host, driver, system_key=system_key), port=port).start()
+    pump = Pump(driver)
+    pump.start()
+    try:
+        yield InProcess(svc, meter, driver, host)
+    finally:
+        pump.stop()
+        server.stop()
+        for ref in svc.backend.list_resources():
+            svc.backend.teardown(ref.job_id)
+        use_services(None)
+
+
+def pushed_short_job(env: InProcess) -> dict[str, Any]:
+    """One short job on the production path (``served``): the orchestration's activities,
+    episodes and history events, and every storage transaction by price class, the service's
+    (counted at its SDK transport) and the build runner's (counted at its own, reported in its
+    result marker) apart."""
+    from devhost import history
+
+    episodes = Counter[str]()
+    timers_created: set[tuple[int, int]] = set()  # (generation, timer id)
+    real_episode = env.driver._episode
+
+    def counting(inst: Any, new_events: list[dict[str, Any]]) -> None:
+        episodes[inst.instance_id] += 1
+        real_episode(inst, new_events)
+        timers_created.update(
+            (inst.generation, event["EventId"])
+            for event in inst.history
+            if event["EventType"] == history.TIMER_CREATED
+        )
+
+    env.driver._episode = counting
+    with env.meter.measure() as run:
+        status, accepted = env.call("POST", "/v1/jobs", body("pushed"))
+        _accepted(status, accepted)
+        job_id = accepted["job_id"]
+        deadline = time.monotonic() + PUSHED_TIMEOUT_SECS
+        while (inst := env.driver.status(job_id)) is None or inst.is_running:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{job_id} did not finish in {PUSHED_TIMEOUT_SECS} s")
+            time.sleep(0.05)
+    marker = json.loads((env.svc.backend.job_dir(job_id) / "output" / "result.json").read_text())
+    runner = Counter({"blob write": 1})  # the marker's own upload comes after its count
+    for method, n in marker["storage_requests"].items():
+        runner[_RUNNER_CLASSES[method]] += n
+    service = Counter(by_class(run))
+    return {
+        "status": (inst.output or {}).get("status"),
+        "history_events": inst.total_events,
+        "activities": len(inst.activity_calls),
+        "episodes": episodes[job_id],
+        "timers": len(timers_created),
+        "service": dict(service),
+        "runner": dict(sorted(runner.items())),
+        "service_usd_per_1000_jobs": dollars_per_1000(service),
+        "runner_usd_per_1000_jobs": dollars_per_1000(runner),
+        "storage_usd_per_1000_jobs": dollars_per_1000(service + runner),
+    }
+
+
 def durable_provider(activities: float, episodes: float, timers: float) -> dict[str, Any]:
     """Transactions the Durable Azure Storage provider spends on one orchestration (a model of
     its documented mechanics, not a measurement: that provider cannot run here).
