@@ -38,16 +38,17 @@ class AppClient:
 
     # -- /v1 ------------------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
-        return await self._json("GET", "/v1/healthz", auth=False)
+        return _json_object(await self._send("GET", "/v1/healthz", auth=False))
 
     async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._json("POST", "/v1/jobs", json=body)
+        return _json_object(await self._send("POST", "/v1/jobs", json=body))
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         # The route takes no body, so a refusal can only be about the job's state.
-        return await self._json(
+        reply = await self._send(
             "POST", f"/v1/jobs/{quote(job_id)}/cancel", refusal_means=Exit.CONFLICT
         )
+        return _json_object(reply)
 
     async def delete_preview(self, job_id: str) -> None:
         await self._send("DELETE", f"/v1/jobs/{quote(job_id)}/preview", refusal_means=Exit.CONFLICT)
@@ -73,24 +74,6 @@ class AppClient:
         return resp.status_code
 
     # -- plumbing -------------------------------------------------------------------------------
-    async def _json(
-        self,
-        method: str,
-        path: str,
-        *,
-        auth: bool = True,
-        json: Any = None,
-        refusal_means: Exit = Exit.USAGE,
-    ) -> dict[str, Any]:
-        resp = await self._send(method, path, auth=auth, json=json, refusal_means=refusal_means)
-        try:
-            body = resp.json()
-        except ValueError:
-            raise CliError(
-                Exit.UNAVAILABLE, "bad_reply", f"{method} {path}: the reply is not JSON"
-            ) from None
-        return body if isinstance(body, dict) else {"value": body}
-
     async def _send(
         self,
         method: str,
@@ -125,10 +108,25 @@ class AppClient:
             ) from None
 
 
+def _where(resp: httpx.Response) -> str:
+    return f"{resp.request.method} {resp.request.url.path}"
+
+
+def _json_object(resp: httpx.Response) -> dict[str, Any]:
+    """A successful reply's JSON body; a JSON value that is not an object as ``{"value": ...}``."""
+    try:
+        body = resp.json()
+    except ValueError:
+        raise CliError(
+            Exit.UNAVAILABLE, "bad_reply", f"{_where(resp)}: the reply is not JSON"
+        ) from None
+    return body if isinstance(body, dict) else {"value": body}
+
+
 def _raise_for_reply(resp: httpx.Response, *, refusal_means: Exit) -> None:
     if resp.is_success:
         return
-    where = f"{resp.request.method} {resp.request.url.path}"
+    where = _where(resp)
     code, message = f"http_{resp.status_code}", resp.reason_phrase
     try:
         body = resp.json()

@@ -27,13 +27,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import azure.functions as func
 
 from api.http import ApiError, ErrorCode
+from api.routing import MAX_URL_BYTES, template_pattern, url_bytes
 from devhost.indexing import binding_types, indexed_functions
 from devhost.worker import WorkerLoop, worker_loop
 
-#: The Linux host's URL limit (Kestrel's 8 KB request line, less room for the method and protocol)
-#: and its default body limit (``ScriptConstants.DefaultMaxRequestBodySize``, overridable with the
-#: same app setting).
-MAX_URL_BYTES = 8000
+#: The host's default body limit (``ScriptConstants.DefaultMaxRequestBodySize``, overridable with
+#: the same app setting); its URL limit is ``api.routing.MAX_URL_BYTES``.
 DEFAULT_MAX_BODY_BYTES = 104_857_600
 ALL_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "TRACE"})
 
@@ -49,24 +48,8 @@ class Route:
     template: str
     methods: frozenset[str]
     pattern: re.Pattern[str]
-    literal_segments: int
     call: Any
     client_param: str | None
-
-
-def _compile(template: str) -> tuple[re.Pattern[str], int]:
-    parts, literals = [], 0
-    for segment in template.strip("/").split("/"):
-        catch_all = re.fullmatch(r"\{\*\*?(\w+)\}", segment)
-        match = re.fullmatch(r"\{(\w+)(?::[^}]*)?\}", segment)
-        if catch_all:
-            parts.append(f"(?P<{catch_all.group(1)}>.*)")
-        elif match:
-            parts.append(f"(?P<{match.group(1)}>[^/]+)")
-        else:
-            parts.append(re.escape(segment))
-            literals += 1
-    return re.compile("/" + "/".join(parts) + "/?", re.IGNORECASE), literals
 
 
 def _host_order(name: str) -> str:
@@ -100,7 +83,6 @@ class FunctionHost:
             call = function.get_user_function()  # with a client: the SDK's client middleware
             if "httpTrigger" in kinds:
                 trigger = next(b for b in function.get_bindings() if b.type == "httpTrigger")
-                pattern, literals = _compile(trigger.route)
                 methods = (  # no methods declared: the host accepts every method
                     frozenset(str(getattr(m, "value", m)).upper() for m in trigger.methods)
                     if trigger.methods
@@ -111,8 +93,7 @@ class FunctionHost:
                         function.get_function_name(),
                         trigger.route,
                         methods,
-                        pattern,
-                        literals,
+                        template_pattern(trigger.route),
                         call,
                         client_param,
                     )
@@ -141,7 +122,7 @@ class FunctionHost:
     ) -> func.HttpResponse:
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        if len(target.encode()) > self.max_url_bytes:
+        if url_bytes(url) > self.max_url_bytes:
             return ApiError(
                 414, ErrorCode.URI_TOO_LONG, f"the URL is longer than {self.max_url_bytes} bytes"
             ).response()

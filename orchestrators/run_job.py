@@ -75,7 +75,7 @@ def run_job(context: df.DurableOrchestrationContext) -> Steps:
 
 def _run(context: df.DurableOrchestrationContext) -> Steps:
     state = RunState.from_input(context.get_input())
-    cancel = context.wait_for_external_event(CANCEL_EVENT, expected_type=dict)
+    cancel = _event(context, CANCEL_EVENT)
     try:
         while True:
             if cancel.is_completed:
@@ -134,6 +134,14 @@ def _advance(context: df.DurableOrchestrationContext, state: RunState, cancel: A
         )
         return {"job_id": state.job_id, "status": "ready", "preview_url": url}
     return None
+
+
+def _event(context: df.DurableOrchestrationContext, name: str) -> Any:
+    """A wait for the event ``name`` (run_job reads none of its data). Every signal is raised by
+    the durable client, which posts the data's JSON text, so the host hands the orchestrator a
+    ``str`` (azure-functions-durable-python#295). Declaring that type keeps the SDK's codec from
+    logging a type mismatch for every event on every replay."""
+    return context.wait_for_external_event(name, expected_type=str)
 
 
 def _limits(state: RunState) -> PhaseLimits:
@@ -241,7 +249,7 @@ def _sleep(
     timer: Any = context.create_timer(fire_at)  # a TimerTask
     waits = [timer, cancel]
     if wake_on is not None:
-        waits.append(context.wait_for_external_event(wake_on, expected_type=dict))
+        waits.append(_event(context, wake_on))
     winner = yield context.task_any(waits)
     if winner != timer:
         timer.cancel()

@@ -1,29 +1,31 @@
 """The service's one Azure credential, shared by storage, the build backend and telemetry.
 
 One credential means one token cache and one managed-identity endpoint conversation per
-process, instead of three. In Azure the Function App runs as a user-assigned identity whose
-client id is in ``AZURE_CLIENT_ID`` (``FOUNDRY_SERVICE_AZURE_MI_CLIENT_ID`` is the same value);
-on a developer machine ``DefaultAzureCredential`` uses the developer's own login.
+process, instead of three. In Azure the Function App and the proxy run as a user-assigned identity
+whose client id is ``AzureSettings.mi_client_id`` (``AZURE_CLIENT_ID``, or its alias
+``FOUNDRY_SERVICE_AZURE_MI_CLIENT_ID``); on a developer machine ``DefaultAzureCredential`` uses the
+developer's own login.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from shared.config.azure import AzureSettings, P
+from shared.config.env import setting_text
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-CLIENT_ID_VARIABLES = ("AZURE_CLIENT_ID", "FOUNDRY_SERVICE_AZURE_MI_CLIENT_ID")
 
-
-def managed_identity_client_id() -> str | None:
-    for name in CLIENT_ID_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
+def managed_identity_client_id(environ: Mapping[str, str] | None = None) -> str | None:
+    """``AzureSettings.mi_client_id`` read on its own: every process builds the credential, and
+    in the proxy container or with the local backend the rest of ``AzureSettings`` is unset."""
+    source = os.environ if environ is None else environ
+    return setting_text(AzureSettings, "mi_client_id", source, prefix=P)
 
 
 @functools.lru_cache(maxsize=1)

@@ -25,6 +25,10 @@ from shared.config.settings import Settings
 from shared.services import Services, use_services
 from tests.azurite import Azurite, start_azurite
 
+#: Fixtures of the LLM proxy in front of a fake upstream (``upstream``, ``llm``, ``proxy``,
+#: ``job_token``), shared by the proxy tests in every folder.
+pytest_plugins = ("tests.fake_llm_upstream",)
+
 API_KEY = "test-admin-key-0123456789"
 READ_KEY = "test-read-key-0123456789"
 ALICE_KEY = "test-alice-key-0123456789"

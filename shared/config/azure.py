@@ -25,7 +25,11 @@ class AzureSettings:
     builder_image: str
     #: User-assigned identity the build jobs and previews run as (it holds AcrPull).
     identity_resource_id: str
-    mi_client_id: str | None = None
+    #: Client id of the user-assigned identity the app itself runs as: ``AZURE_CLIENT_ID`` (what
+    #: azure-identity reads, set by the infra) first. ``shared.identity`` reads this field alone.
+    mi_client_id: str | None = field(
+        default=None, metadata=env_var("AZURE_CLIENT_ID", fallbacks=(P + "MI_CLIENT_ID",))
+    )
     arm_url: str = field(
         default="https://management.azure.com", metadata=env_var(pre_parse=url_base)
     )

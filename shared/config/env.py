@@ -180,6 +180,19 @@ def load(
     return settings
 
 
+def setting_text(
+    cls: type[Any], field_name: str, environ: Mapping[str, str], *, prefix: str
+) -> str | None:
+    """One text field of ``cls`` read as :func:`load` reads it (its own variable, then its
+    fallbacks; stripped; blank is unset), without loading the rest of the class: for code that
+    needs this one setting in a process where the class's required fields are unset."""
+    if typing.get_type_hints(cls)[field_name] not in (str, str | None):
+        raise TypeError(f"{cls.__name__}.{field_name} is not a text field")
+    (binding,) = (b for b in bindings(cls, prefix) if b.field == field_name)
+    read = _read(environ, binding)
+    return None if read is None else read.raw
+
+
 def _pre_parse(binding: Binding, read: _Read) -> object:
     if binding.pre_parse is None:
         return read.raw

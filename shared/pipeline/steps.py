@@ -221,15 +221,11 @@ def stop_build_for_timeout(svc: Services, job_id: str) -> StepResult:
 def check_image(svc: Services, job_id: str) -> StepResult:
     """Follow the image build; once it is built, deploy the preview (create-or-get)."""
     job = svc.jobs.get_job(job_id)
-    if job.status is not JobStatus.DEPLOYING:
-        return StepResult.was_canceled()
-    status = _long_poll(svc, lambda: svc.backend.poll_image_build(job_id))
-    if status.state is StepState.RUNNING:
-        return StepResult(done=False)
-    if status.state is not StepState.SUCCEEDED:
-        return StepResult.failure(
-            status.code or FailureCode.PREVIEW_DEPLOY_FAILED, status.message or "image build failed"
-        )
+    status = _deploy_step_outcome(
+        svc, job, lambda: svc.backend.poll_image_build(job_id), failed="image build failed"
+    )
+    if isinstance(status, StepResult):
+        return status
     built = ImageBuilt(image_ref=str(status.facts["image_ref"]))
     _progress(svc, job_id, phase="preview", percent=95, label="Deploying preview")
     try:
@@ -240,17 +236,33 @@ def check_image(svc: Services, job_id: str) -> StepResult:
 
 
 def check_preview(svc: Services, job_id: str) -> StepResult:
+    """Follow the deployed preview until it answers healthy; its URL is the result."""
     job = svc.jobs.get_job(job_id)
+    status = _deploy_step_outcome(
+        svc, job, lambda: svc.backend.poll_preview(job), failed="preview did not become healthy"
+    )
+    if isinstance(status, StepResult):
+        return status
+    return StepResult(data=PreviewHealthy(preview_url=str(status.facts["preview_url"])).to_dict())
+
+
+def _deploy_step_outcome(
+    svc: Services, job: JobRecord, poll: Callable[[], StepStatus], *, failed: str
+) -> StepStatus | StepResult:
+    """Long-poll one deploy-phase step of ``job``: its succeeded status, else the result to return
+    at once: canceled when the job is no longer deploying (nothing is polled), not done while
+    the step runs, or a failure with the status's code (default ``preview_deploy_failed``) and
+    message (default ``failed``)."""
     if job.status is not JobStatus.DEPLOYING:
         return StepResult.was_canceled()
-    status = _long_poll(svc, lambda: svc.backend.poll_preview(job))
+    status = _long_poll(svc, poll)
     if status.state is StepState.RUNNING:
         return StepResult(done=False)
     if status.state is not StepState.SUCCEEDED:
         return StepResult.failure(
-            FailureCode.PREVIEW_DEPLOY_FAILED, status.message or "preview did not become healthy"
+            status.code or FailureCode.PREVIEW_DEPLOY_FAILED, status.message or failed
         )
-    return StepResult(data=PreviewHealthy(preview_url=str(status.facts["preview_url"])).to_dict())
+    return status
 
 
 def finalize_ready(svc: Services, job_id: str, preview_url: str) -> StepResult:

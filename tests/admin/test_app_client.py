@@ -4,6 +4,7 @@ stand-in for the Functions host that checks keys the way Azure does (the dev ser
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -12,7 +13,8 @@ import pytest
 from aiohttp import web
 
 from admin import cli
-from admin.exits import Exit
+from admin.app_client import AppClient
+from admin.exits import CliError, Exit
 from tests.dev_server import serving
 
 MASTER_KEY = "test-master-key-0123456789"
@@ -87,3 +89,38 @@ def test_show_without_the_durable_key_still_shows_the_job(keyed_host, api, servi
     assert code == 0, err
     line = next(x for x in out.splitlines() if x.startswith("orchestration"))
     assert "unknown" in line and "HTTP 401" in line
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (web.json_response([1, 2]), {"value": [1, 2]}),
+        (web.Response(text="<html>ok</html>", content_type="text/html"), None),
+    ],
+    ids=["json_array", "not_json"],
+)
+def test_a_successful_reply_is_a_json_object_or_a_bad_reply(reply, expected) -> None:
+    """Any 2xx body the CLI reads is JSON: a non-object value is wrapped, anything else is
+    ``bad_reply`` (exit 5) naming the request."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        return reply
+
+    app = web.Application()
+    app.router.add_get("/v1/healthz", healthz)
+
+    async def ask(url: str) -> dict:
+        client = AppClient(url)
+        try:
+            return await client.health()
+        finally:
+            await client.aclose()
+
+    with serving(app) as url:
+        if expected is not None:
+            assert asyncio.run(ask(url)) == expected
+            return
+        with pytest.raises(CliError) as refused:
+            asyncio.run(ask(url))
+    assert (refused.value.exit, refused.value.code) == (Exit.UNAVAILABLE, "bad_reply")
+    assert refused.value.message == "GET /v1/healthz: the reply is not JSON"

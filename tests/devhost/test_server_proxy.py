@@ -17,18 +17,11 @@ import pytest
 
 from tests.azurite import free_port
 from tests.conftest import API_KEYS, submission
-from tests.proxy.harness import FakeAnthropic, message_events
+from tests.fake_llm_upstream import REAL_KEY
+from tests.proxy.harness import message_events
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL_KEY = "sk-ant-REAL-CREDENTIAL-DO-NOT-LEAK-0123456789"
 LIMIT = 1.5
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ results are built from the same payload types the real activities return."""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -17,7 +19,8 @@ import function_app
 from activities import names
 from devhost import history as h
 from devhost.driver import Driver, DriverError
-from orchestrators import run_job
+from devhost.worker import run_in_worker
+from orchestrators import run_job, signals
 from orchestrators.state import RunState
 from shared.domain.models import StepResult
 from shared.domain.payloads import (
@@ -97,6 +100,12 @@ def stubs(driver: Driver) -> Stubs:
 
 def start(driver: Driver) -> None:
     driver.start_new(run_job.NAME, JOB, RunState(JOB).to_dict())
+
+
+def signal(driver: Driver, event: str, data: Any) -> None:
+    """Raise ``event`` as the app's signals arrive: the durable client posts the data's JSON
+    text, and the host hands that text to the orchestrator (see the codec test at the end)."""
+    driver.raise_event(JOB, event, json.dumps(data))
 
 
 def test_happy_path_runs_every_step_in_order(driver: Driver, stubs: Stubs) -> None:
@@ -187,7 +196,7 @@ def test_cancel_event_interrupts_a_wait_and_cancels_its_timer(driver: Driver, st
     start(driver)
     driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("round", 0) >= 2)
     checks = stubs.calls.count(names.CHECK_BUILD)
-    driver.raise_event(JOB, run_job.CANCEL_EVENT, {"by": "test"})
+    signal(driver, run_job.CANCEL_EVENT, {"by": "test"})
     inst = driver.run_to_completion(JOB)
     assert inst.output["status"] == "canceled"
     assert stubs.calls.count(names.CHECK_BUILD) == checks
@@ -200,7 +209,7 @@ def test_cancel_raised_before_the_orchestrator_waits_for_it_is_not_lost(
 ) -> None:
     stubs.behaviour[names.CHECK_BUILD] = lambda p: WAIT
     start(driver)  # start_build is scheduled but has not run yet
-    driver.raise_event(JOB, run_job.CANCEL_EVENT, {"by": "test"})
+    signal(driver, run_job.CANCEL_EVENT, {"by": "test"})
     inst = driver.run_to_completion(JOB)
     assert inst.output["status"] == "canceled"
     assert stubs.calls[-1] == names.COMPENSATE_CANCEL
@@ -254,7 +263,7 @@ def test_poll_interval_is_capped_by_the_configured_limit(driver: Driver, stubs: 
     )
     start(driver)
     driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
-    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "test"})
+    signal(driver, run_job.BUILD_FINISHED_EVENT, {"by": "test"})
     began = driver.now()
     driver.run_to_completion(JOB)
     # 3, 4, then 5 s for the other ten waits: never the uncapped 6, 10, 15, ...
@@ -300,7 +309,7 @@ def test_a_cancel_racing_a_successful_finalize_keeps_ready(driver: Driver, stubs
     while (driver.instances[JOB].custom_status or {}).get("phase") != "finalize":
         assert driver.step() or driver.jump_to_next_timer()
     assert names.FINALIZE_READY not in stubs.calls  # scheduled, not yet run
-    driver.raise_event(JOB, run_job.CANCEL_EVENT, {"by": "test"})
+    signal(driver, run_job.CANCEL_EVENT, {"by": "test"})
     inst = driver.run_to_completion(JOB)
     assert inst.output["status"] == "ready"
     assert names.COMPENSATE_CANCEL not in stubs.calls
@@ -316,7 +325,7 @@ def test_a_pushed_build_end_wakes_the_run_at_once(driver: Driver, stubs: Stubs) 
     assert stubs.calls == [names.START_BUILD]
     assert len(driver.instances[JOB].timers) == 1  # only the deadline, no poll timer
     began = driver.now()
-    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
+    signal(driver, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
     inst = driver.run_to_completion(JOB)
     assert inst.output["status"] == "ready"
     assert driver.now() == began  # no timer was waited for
@@ -332,7 +341,7 @@ def test_a_fifty_minute_build_costs_at_most_forty_history_events(
     start(driver)
     driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
     driver.advance(timedelta(minutes=50))
-    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
+    signal(driver, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
     inst = driver.run_to_completion(JOB)
     assert inst.output["status"] == "ready"
     assert inst.total_events <= 40, inst.total_events
@@ -343,11 +352,11 @@ def test_a_spurious_build_finished_goes_back_to_waiting(driver: Driver, stubs: S
     stubs.sequence(names.CHECK_BUILD, WAIT, OK)
     start(driver)
     driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
-    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "reconciler"})
+    signal(driver, run_job.BUILD_FINISHED_EVENT, {"by": "reconciler"})
     driver.run_until_idle()
     assert stubs.calls.count(names.CHECK_BUILD) == 1
     assert driver.instances[JOB].custom_status["phase"] == "build_wait"
-    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
+    signal(driver, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
     assert driver.run_to_completion(JOB).output["status"] == "ready"
     assert stubs.calls.count(names.CHECK_BUILD) == 2
 
@@ -371,7 +380,7 @@ def test_a_queued_job_waits_for_a_slot_and_wakes_when_one_is_freed(
     driver.run_until_idle()
     assert stubs.calls == [names.START_BUILD]  # all slots taken: asleep on a backoff timer
     began = driver.now()
-    driver.raise_event(JOB, run_job.SLOT_FREED_EVENT, {})
+    signal(driver, run_job.SLOT_FREED_EVENT, {})
     driver.run_until_idle()
     assert stubs.calls == [names.START_BUILD] * 2 and driver.now() == began
     inst = driver.run_to_completion(JOB)  # the fallback timer covers a missed wake-up
@@ -386,7 +395,7 @@ def test_long_polling_checks_are_called_again_without_timers(driver: Driver, stu
     start(driver)
     driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
     began = driver.now()
-    driver.raise_event(JOB, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
+    signal(driver, run_job.BUILD_FINISHED_EVENT, {"by": "runner"})
     inst = driver.run_to_completion(JOB)
     assert inst.output["status"] == "ready"
     assert driver.now() == began  # the activities waited; the orchestrator slept on no timer
@@ -407,3 +416,32 @@ def test_run_state_round_trips_through_continue_as_new_input() -> None:
     assert RunState.from_input(state.to_dict()) == state
     with pytest.raises(ValueError, match="unknown phase"):
         RunState.from_input({"job_id": JOB, "phase": "build"})
+
+
+#: The logger of azure-functions' Durable JSON codec (``_durable_functions.df_loads``).
+SDK_CODEC_LOGGER = "azure.functions.DurableFunctions"
+
+
+def test_signals_sent_by_the_durable_client_replay_without_codec_warnings(
+    driver: Driver, stubs: Stubs, client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every signal goes through the SDK's client, as the app sends it (``orchestrators.signals``
+    -> the management API -> the driver). The client posts the data's JSON text, so the event
+    carries a ``str`` (on Azure too: azure-functions-durable-python#295). An ``expected_type``
+    that does not match made the SDK log "df_loads: deserialized value (str) is not compatible
+    with expected type" for every raised event on every replay."""
+    caplog.set_level(logging.WARNING, logger=SDK_CODEC_LOGGER)
+    stubs.sequence(names.START_BUILD, started(done=False), started())
+    stubs.behaviour[names.CHECK_BUILD] = lambda p: WAIT
+    run_in_worker(signals.start(client, JOB))
+    driver.run_until_idle()
+    assert run_in_worker(signals.wake_queued(client, [JOB])) == [JOB]
+    driver.run_to_completion(JOB, until=lambda i: i.custom_status.get("phase") == "build_wait")
+    run_in_worker(signals.build_finished(client, JOB, by="runner"))
+    driver.run_until_idle()
+    run_in_worker(signals.cancel(client, JOB, by="test"))
+    inst = driver.run_to_completion(JOB)
+    assert inst.output == {"job_id": JOB, "status": "canceled"}
+    assert stubs.calls.count(names.START_BUILD) == 2  # woken by slot_freed
+    assert names.CHECK_BUILD in stubs.calls  # woken by build_finished
+    assert [r.getMessage() for r in caplog.records if r.name == SDK_CODEC_LOGGER] == []

@@ -14,7 +14,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -23,9 +22,9 @@ import pytest
 
 from shared.llm_proxy import LlmProxy, ProxySettings
 from tests.conftest import submission
-from tests.proxy.harness import FakeAnthropic, ServedProxy, message_events
+from tests.fake_llm_upstream import REAL_KEY
+from tests.proxy.harness import ServedProxy, message_events
 
-REAL_KEY = "sk-ant-REAL-CREDENTIAL-DO-NOT-LEAK-0123456789"
 MESSAGE = {
     "model": "claude-sonnet-4-5",
     "max_tokens": 1024,
@@ -35,36 +34,6 @@ MESSAGE = {
 LIMIT = 2.0  # seconds of silence the "gateway" allows
 INTERVAL = 0.2  # between two upstream events
 EVENTS = message_events(input_tokens=321, output_tokens=654, text_deltas=18)  # 21 events: 4 s
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def llm(services, upstream) -> LlmProxy:
-    settings = ProxySettings(
-        upstream_url=upstream.url, api_key=REAL_KEY, max_output_tokens=8192, max_concurrent=2
-    )
-    return LlmProxy(services.tokens, services.jobs, settings)
-
-
-@pytest.fixture
-def proxy(llm) -> Iterator[ServedProxy]:
-    served = ServedProxy(lambda: llm)
-    yield served
-    served.close()
-
-
-@pytest.fixture
-def job_token(api, services) -> tuple[str, str]:
-    _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
-    job_id = accepted["job_id"]
-    token = services.tokens.mint(job_id, expires_at=datetime.now(UTC) + timedelta(hours=1))
-    return job_id, token
 
 
 def headers(token: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,40 +16,14 @@ import pytest
 from shared.domain.models import JobStatus
 from shared.llm_proxy import LlmProxy, ProxySettings, UsageMeter
 from shared.pipeline import lifecycle
-from tests.conftest import submission
+from tests.fake_llm_upstream import REAL_KEY
 from tests.proxy.harness import FakeAnthropic, ServedProxy, message_events, sse
 
-REAL_KEY = "sk-ant-REAL-CREDENTIAL-DO-NOT-LEAK-0123456789"
 MESSAGE = {
     "model": "claude-sonnet-4-5",
     "max_tokens": 1024,
     "messages": [{"role": "user", "content": "hi"}],
 }
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def proxy(services, upstream) -> Iterator[ServedProxy]:
-    settings = ProxySettings(
-        upstream_url=upstream.url, api_key=REAL_KEY, max_output_tokens=8192, max_concurrent=2
-    )
-    served = ServedProxy(lambda: LlmProxy(services.tokens, services.jobs, settings))
-    yield served
-    served.close()
-
-
-@pytest.fixture
-def job_token(api, services) -> tuple[str, str]:
-    _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
-    job_id = accepted["job_id"]
-    token = services.tokens.mint(job_id, expires_at=datetime.now(UTC) + timedelta(hours=1))
-    return job_id, token
 
 
 def call(
