@@ -74,13 +74,9 @@ class InProcess:
         return response.status_code, json.loads(text) if text else None
 
 
-@contextmanager
-def in_process(connection: str, work: Path, **settings: Any) -> Iterator[InProcess]:
-    """The app's functions over metered Services on fresh tables, with the in-process driver."""
-    import function_app
-    from devhost.driver import Driver
-    from devhost.http_host import FunctionHost
-    from devhost.loopback import DurableHttpHost
+def _metered_services(connection: str, work: Path, **settings: Any) -> tuple[Any, StorageMeter]:
+    """Services on fresh tables and container whose storage calls a new meter counts, installed
+    for the app's functions; ``settings`` override the defaults."""
     from shared.config.settings import Settings
     from shared.services import Services, use_services
 
@@ -96,6 +92,19 @@ def in_process(connection: str, work: Path, **settings: Any) -> Iterator[InProce
     )
     svc = Services.build(config, **meter.client_options())
     use_services(svc)
+    return svc, meter
+
+
+@contextmanager
+def in_process(connection: str, work: Path, **settings: Any) -> Iterator[InProcess]:
+    """The app's functions over metered Services on fresh tables, with the in-process driver."""
+    import function_app
+    from devhost.driver import Driver
+    from devhost.http_host import FunctionHost
+    from devhost.loopback import DurableHttpHost
+    from shared.services import use_services
+
+    svc, meter = _metered_services(connection, work, **settings)
     driver = Driver(function_app.app)
     durable = DurableHttpHost(driver).start()  # functions reach it through the real client
     host = FunctionHost(function_app.app, durable.binding)
@@ -224,25 +233,13 @@ def served(connection: str, work: Path, **settings: Any) -> Iterator[InProcess]:
     from devhost.loopback import LoopbackServer, free_port
     from devhost.pump import Pump
     from devhost.server import build_app
-    from shared.config.settings import Settings
-    from shared.services import Services, use_services
+    from shared.services import use_services
 
     port, system_key = free_port(), secrets.token_urlsafe(32)
     base = f"http://127.0.0.1:{port}"
-    meter = StorageMeter()
-    config = Settings(
-        api_keys=KEY,
-        storage_connection_string=connection,
-        table_prefix="bench" + uuid.uuid4().hex[:8],
-        storage_container="bench-" + uuid.uuid4().hex[:8],
-        local_work_dir=str(work),
-        local_builder_command="",
-        api_base_url=base,
-        build_check_secs=300,
-        **settings,
+    svc, meter = _metered_services(
+        connection, work, api_base_url=base, build_check_secs=300, **settings
     )
-    svc = Services.build(config, **meter.client_options())
-    use_services(svc)
     driver = Driver(function_app.app, realtime=True)
     host = FunctionHost(function_app.app, client_binding(base, system_key))
     server = LoopbackServer(build_app(host, driver, system_key=system_key), port=port).start()
