@@ -24,6 +24,7 @@ from devhost.loopback import DurableHttpHost
 from shared.config.settings import Settings
 from shared.services import Services, use_services
 from tests.azurite import Azurite, start_azurite
+from tests.storage_meter import StorageMeter, metered_services
 
 #: Fixtures of the LLM proxy in front of a fake upstream (``upstream``, ``llm``, ``proxy``,
 #: ``job_token``), shared by the proxy tests in every folder.
@@ -86,6 +87,16 @@ def services(settings: Settings) -> Iterator[Services]:
         use_services(None)
         for ref in svc.backend.list_resources():
             svc.backend.teardown(ref.job_id)
+
+
+@pytest.fixture
+def metered(settings: Settings) -> Iterator[tuple[Services, StorageMeter]]:
+    """Services whose storage calls a fresh meter counts (``tests.storage_meter``)."""
+    svc, meter = metered_services(settings)
+    try:
+        yield svc, meter
+    finally:
+        use_services(None)
 
 
 @pytest.fixture(params=[0, 2], ids=["schemaV1", "schemaV3"])

@@ -6,14 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from ulid import ULID
 
 from devhost.worker import run_in_worker
 from shared.domain.models import JobRecord, JobStatus
-from shared.services import use_services
 from tests.seed_jobs import seed_finished_jobs
-from tests.storage_meter import metered_services
 from timers.sweeps import (
     ORPHAN_INPUT_AGE,
     ORPHAN_INPUT_EVERY_MINUTES,
@@ -73,15 +70,6 @@ def test_the_pass_runs_the_orphan_input_sweep_every_few_minutes(services, client
     assert run_in_worker(run_maintenance(services, client, now=now)).inputs_removed == [
         orphan.job_id
     ]
-
-
-@pytest.fixture
-def metered(settings):
-    svc, meter = metered_services(settings)
-    try:
-        yield svc, meter
-    finally:
-        use_services(None)
 
 
 def test_a_maintenance_pass_reads_the_same_with_1000_finished_jobs(metered, client) -> None:

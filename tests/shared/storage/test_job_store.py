@@ -13,7 +13,6 @@ from azure.data.tables import UpdateMode
 from shared.domain.ids import new_job_id, newest_first_key
 from shared.domain.models import CLEANED_PHASE, PURGED_PHASE, JobStatus
 from shared.errors import IllegalTransition, NotFound, QueueFull
-from shared.services import use_services
 from shared.storage import job_index as ix
 from shared.storage.clients import table_service
 from shared.storage.job_index import index_rows
@@ -25,7 +24,6 @@ from shared.storage.job_store import (
 )
 from tests.seed_jobs import seed_finished_jobs
 from tests.shared.storage.jobs import new_job
-from tests.storage_meter import metered_services
 
 
 def test_job_round_trips_through_the_table(services) -> None:
@@ -251,15 +249,6 @@ def test_a_missing_index_row_does_not_block_a_write(services) -> None:
     jobs.jobs.delete_entity(ix.PARTITION, ix.ACTIVE + newest_first_key(job.job_id))
     jobs.transition(job.job_id, JobStatus.BUILDING, reason="slot")
     assert_index_matches(services, job.job_id)
-
-
-@pytest.fixture
-def metered(settings):
-    svc, meter = metered_services(settings)
-    try:
-        yield svc, meter
-    finally:
-        use_services(None)
 
 
 def test_hot_path_reads_do_not_grow_with_finished_jobs(metered) -> None:
