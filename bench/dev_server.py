@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.azurite import free_port
+from devhost.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"

@@ -230,7 +230,8 @@ def served(connection: str, work: Path, **settings: Any) -> Iterator[InProcess]:
     from devhost.binding import client_binding
     from devhost.driver import Driver
     from devhost.http_host import FunctionHost
-    from devhost.loopback import LoopbackServer, free_port
+    from devhost.loopback import LoopbackServer
+    from devhost.ports import free_port
     from devhost.pump import Pump
     from devhost.server import build_app
     from shared.services import use_services

@@ -19,18 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devhost.ports import free_port
 from shared.backends import parent_death
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGTERM_ONCE = Path(__file__).with_name("azurite_sigterm_once.cjs")
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

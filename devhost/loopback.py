@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import threading
 from types import TracebackType
 from typing import Any, Self
@@ -15,12 +14,7 @@ from aiohttp import web
 from devhost import webhooks
 from devhost.binding import client_binding
 from devhost.driver import Driver
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from devhost.ports import free_port
 
 
 class LoopbackServer:

@@ -16,7 +16,7 @@ import function_app
 from api.routing import CATCH_ALL_FUNCTION
 from devhost.binding import client_binding
 from devhost.http_host import DEFAULT_MAX_BODY_BYTES, FunctionHost, host_max_body_bytes
-from devhost.loopback import free_port
+from devhost.ports import free_port
 from tests.loopback import loopback_server
 
 #: A binding value whose management API nobody serves: these tests never reach a durable client.

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devhost.loopback import free_port
+from devhost.ports import free_port
 from shared.backends import processes
 from shared.backends.local import JOB_MARKER, PREVIEW_RECORD, RUNNER_RECORD
 from shared.backends.processes import ProcessRecord
