@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -160,17 +160,38 @@ def submit_round_trips(env: InProcess) -> dict[str, Any]:
     }
 
 
+@dataclass
+class EpisodeCount:
+    """Episodes per instance, and the durable timers each created (by generation and id)."""
+
+    per_instance: Counter[str] = field(default_factory=Counter)
+    timers_created: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
+
+
+def count_episodes(driver: Any) -> EpisodeCount:
+    """Wraps the driver's episode step so each episode, and each timer it creates, is counted."""
+    from devhost import history
+
+    count = EpisodeCount()
+    real_episode = driver._episode
+
+    def counting(inst: Any, new_events: list[dict[str, Any]]) -> None:
+        count.per_instance[inst.instance_id] += 1
+        real_episode(inst, new_events)
+        count.timers_created.setdefault(inst.instance_id, set()).update(
+            (inst.generation, event["EventId"])
+            for event in inst.history
+            if event["EventType"] == history.TIMER_CREATED
+        )
+
+    driver._episode = counting
+    return count
+
+
 def short_job(env: InProcess) -> dict[str, Any]:
     """One short job through the driver (the local backend with the bundled example builder):
     history events, activities, episodes, and storage transactions by price class."""
-    episodes = Counter[str]()
-    real_episode = env.driver._episode
-
-    def counting(inst: Any, new_events: list[dict[str, Any]]) -> None:
-        episodes[inst.instance_id] += 1
-        real_episode(inst, new_events)
-
-    env.driver._episode = counting
+    episodes = count_episodes(env.driver)
 
     def label(name: str, _input: Any, _attempt: int) -> None:
         env.meter.label = name
@@ -198,7 +219,7 @@ def short_job(env: InProcess) -> dict[str, Any]:
         "max_history_length": inst.max_history,
         "generations": inst.generation + 1,
         "activities": activities,
-        "episodes": episodes[job_id],
+        "episodes": episodes.per_instance[job_id],
         "submit": by_class(submit),
         "run": by_class(run),
         "poll": by_class(poll),
@@ -261,22 +282,7 @@ def pushed_short_job(env: InProcess) -> dict[str, Any]:
     episodes and history events, and every storage transaction by price class, the service's
     (counted at its SDK transport) and the build runner's (counted at its own, reported in its
     result marker) apart."""
-    from devhost import history
-
-    episodes = Counter[str]()
-    timers_created: set[tuple[int, int]] = set()  # (generation, timer id)
-    real_episode = env.driver._episode
-
-    def counting(inst: Any, new_events: list[dict[str, Any]]) -> None:
-        episodes[inst.instance_id] += 1
-        real_episode(inst, new_events)
-        timers_created.update(
-            (inst.generation, event["EventId"])
-            for event in inst.history
-            if event["EventType"] == history.TIMER_CREATED
-        )
-
-    env.driver._episode = counting
+    episodes = count_episodes(env.driver)
     with env.meter.measure() as run:
         status, accepted = env.call("POST", "/v1/jobs", body("pushed"))
         _accepted(status, accepted)
@@ -295,8 +301,8 @@ def pushed_short_job(env: InProcess) -> dict[str, Any]:
         "status": (inst.output or {}).get("status"),
         "history_events": inst.total_events,
         "activities": len(inst.activity_calls),
-        "episodes": episodes[job_id],
-        "timers": len(timers_created),
+        "episodes": episodes.per_instance[job_id],
+        "timers": len(episodes.timers_created.get(job_id, set())),
         "service": dict(service),
         "runner": dict(sorted(runner.items())),
         "service_usd_per_1000_jobs": dollars_per_1000(service),
