@@ -121,18 +121,17 @@ def next_in_queue(svc: Services, active: Iterable[ActiveEntry] | None = None) ->
     one, so a slot freed by self-healing is noticed too). ``active`` is the index's active set
     if the caller has just read it.
 
-    A slot is busy while its holder is active: a job whose builder has exited released its slot
-    but stays ``building`` until its orchestration checks the build, so counting ``building``
-    jobs would wake too few (a batch then waited a backoff timer for a slot that was free)."""
+    Slots are counted from the slot rows, as a claim judges them: a job whose builder has exited
+    released its slot but stays ``building`` until its orchestration checks the build, so
+    counting ``building`` jobs would wake too few (a batch then waited a backoff timer for a
+    slot that was free)."""
     entries = list(active) if active is not None else svc.jobs.active()
-    holders = svc.slots.holders()
-    busy = sum(1 for e in entries if e.job_id in holders and e.status in _MAY_HOLD_A_SLOT)
-    free = max(1, svc.settings.max_concurrent_builds - busy)
+    status_of = {e.job_id: e.status for e in entries}
+    held = svc.slots.held(status_of.get)
+    free = max(1, svc.settings.max_concurrent_builds - len(held))
     waiting = (
-        e.job_id for e in entries if e.status is JobStatus.QUEUED and e.job_id not in holders
+        job_id
+        for job_id, status in status_of.items()
+        if status is JobStatus.QUEUED and job_id not in held
     )
     return sorted(waiting)[:free]  # job ids sort by submit time
-
-
-#: A queued holder has won its slot and is about to move to ``building``.
-_MAY_HOLD_A_SLOT = frozenset({JobStatus.QUEUED, JobStatus.BUILDING})

@@ -67,14 +67,25 @@ class BuildSlots:
                 continue
         return False
 
-    def holders(self) -> set[str]:
-        """The jobs named on a slot row (one query over ``MAX_CONCURRENT_BUILDS`` rows at most).
-        A holder that is no longer building still has its row until a claim takes it over."""
+    def held(self, status_of: Callable[[str], JobStatus | None]) -> set[str]:
+        """The jobs holding a slot now, judged as :meth:`claim` judges a holder (one query over
+        ``MAX_CONCURRENT_BUILDS`` rows at most): a row whose holder finished, or sits queued past
+        ``CLAIM_GRACE``, is a free slot."""
+        now = datetime.now(UTC)
         with translate_azure_errors("list build slots"):
-            rows = self.table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": SLOT_PK}, select=["job_id"]
+            rows = list(
+                self.table.query_entities(
+                    "PartitionKey eq @pk",
+                    parameters={"pk": SLOT_PK},
+                    select=["job_id", "claimed_at"],
+                )
             )
-            return {str(row["job_id"]) for row in rows}
+        holders = ((str(row["job_id"]), row.get("claimed_at")) for row in rows)
+        return {
+            job_id
+            for job_id, claimed_at in holders
+            if not self._is_free(job_id, claimed_at, now, status_of)
+        }
 
     def release(self, job_id: str) -> bool:
         """Free the slot ``job_id`` holds, if any (ETag-guarded: a slot taken over meanwhile is
