@@ -293,7 +293,8 @@ def pushed_short_job(env: InProcess) -> dict[str, Any]:
                 raise RuntimeError(f"{job_id} did not finish in {PUSHED_TIMEOUT_SECS} s")
             time.sleep(0.05)
     marker = json.loads((env.svc.backend.job_dir(job_id) / "output" / "result.json").read_text())
-    runner = Counter({"blob write": 1})  # the marker's own upload comes after its count
+    # The upload of the diagnostics archive, which carries the marker, comes after its count.
+    runner = Counter({"blob write": 1})
     for method, n in marker["storage_requests"].items():
         runner[_RUNNER_CLASSES[method]] += n
     service = Counter(by_class(run))

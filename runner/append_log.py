@@ -53,20 +53,23 @@ class AppendLog:
         self.reconciled = 0
 
     def open(self) -> None:
-        """Create the blob if it does not exist (never truncating it), then learn its size."""
+        """Create the blob if it does not exist (never truncating it), else learn its size: a
+        blob this call created is empty, so that costs no second request."""
         try:
             self.client.create_append_blob(
                 content_settings=ContentSettings(content_type=self.content_type),
                 if_none_match="*",
             )
         except ResourceExistsError:
-            pass
+            self._refresh()
         except HttpResponseError as exc:
             if exc.status_code == 403:
                 raise LogRefused from None
             if exc.status_code not in (409, 412):
                 raise
-        self._refresh()
+            self._refresh()
+        else:
+            self.length, self.blocks, self.full = 0, 0, False
         self.opened = True
 
     def _refresh(self) -> None:

@@ -12,13 +12,14 @@ and a metadata file, all fully scrubbed. It never holds the grant or the token.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from runner.scrub import Scrubber
 
@@ -75,17 +76,18 @@ def _tail(path: Path, limit: int) -> bytes:
 
 
 def pack_diagnostics(
-    target: Path,
+    target: Path | IO[bytes],
     *,
-    logs: Path,
-    work: Path,
+    logs: Path | None,
+    work: Path | None,
     metadata: dict[str, Any],
     scrubber: Scrubber,
 ) -> None:
     """Write ``target``: ``logs/*``, ``buildloop/`` (the work dir's ``.buildloop`` markdown and
-    history) and ``metadata.json`` with a listing of the work dir, every byte scrubbed."""
+    history) and ``metadata.json`` with a listing of the work dir, every byte scrubbed. Without
+    ``logs`` and ``work``: ``metadata.json`` alone."""
     listing: list[dict[str, Any]] = []
-    if work.is_dir():
+    if work is not None and work.is_dir():
         for path in _walk(work, frozenset({".git", "node_modules"})):
             if len(listing) >= MAX_LISTED_FILES:
                 break
@@ -94,16 +96,18 @@ def pack_diagnostics(
                     {"path": path.relative_to(work).as_posix(), "bytes": path.stat().st_size}
                 )
     members: list[tuple[str, Path]] = []
-    if logs.is_dir():
+    if logs is not None and logs.is_dir():
         members += [(f"logs/{p.name}", p) for p in sorted(logs.iterdir()) if p.is_file()]
-    buildloop = work / ".buildloop"
-    if buildloop.is_dir():
+    buildloop = work / ".buildloop" if work is not None else None
+    if buildloop is not None and buildloop.is_dir():
         for path in _walk(buildloop, frozenset()):
             rel = path.relative_to(buildloop)
             wanted = (len(rel.parts) == 1 and path.suffix == ".md") or rel.parts[0] == "history"
             if wanted and path.is_file() and not path.is_symlink():
                 members.append((f"buildloop/{rel.as_posix()}", path))
-    with tarfile.open(target, "w:gz") as tar:
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(target.open("wb")) if isinstance(target, Path) else target
+        tar = stack.enter_context(tarfile.open(fileobj=out, mode="w:gz"))
         for name, path in members:
             data = scrubber.scrub(_tail(path, MAX_DIAGNOSTIC_FILE_BYTES))
             _add_bytes(tar, name, data, mode=0o644, mtime=path.stat().st_mtime)

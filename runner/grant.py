@@ -2,7 +2,7 @@
 
 Format (made by ``shared.storage.job_blobs.builder_grant``): a JSON object mapping a grant name
 to the full SAS URL of one blob under ``jobs/<job id>/`` of the service's container, e.g.
-``{"spec_md": "https://<account>.blob.core.windows.net/<container>/jobs/fj_…/input/SPEC.md?…&sig=…"}``.
+``{"inputs": "https://<account>.blob.core.windows.net/<container>/jobs/fj_…/input/inputs.json?…&sig=…"}``.
 Each URL carries its own permissions (``sp``); the runner never holds an account credential.
 
 Nothing here ever puts a URL into an error message: every URL carries a signature.
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 #: Blobs the runner cannot work without.
-REQUIRED = ("spec_md", "tasks_md", "stream_log")
-#: Blobs the runner writes when the grant has them (an older service may not grant them all).
-OPTIONAL = ("stderr_log", "source_artifact", "diagnostics", "result")
+REQUIRED = ("inputs", "stream_log")
+#: Blobs the runner writes when the grant has them.
+OPTIONAL = ("stderr_log", "source_artifact", "diagnostics")
 
 
 class GrantError(ValueError):

@@ -4,16 +4,23 @@ Start: the earlier result marker, the stream's length and the inputs are read wi
 (runner/sas_http.py), the builder starts, and only then is the Azure SDK loaded (about a second)
 while the builder already works; its output waits in local files meanwhile.
 
-End (the order matters to readers): the logs are flushed first, then the source artifact and
-the diagnostics archive are uploaded, then the result marker is written last, so a marker means
-"everything this run will ever upload is there". A runner that finds a marker already written
-exits at once with the recorded status; one that finds a non-empty stream but no marker (an
-earlier runner died mid-build) does not run the builder a second time.
+End (the order matters to readers): the logs are flushed first, then the source artifact is
+uploaded, then the diagnostics archive, whose upload carries the result marker as its metadata
+(one blob write for both), so a marker means "everything this run will ever upload is there". A
+runner that finds a marker already written exits at once with the recorded status; one that
+finds a non-empty stream but no marker (an earlier runner died mid-build) does not run the
+builder a second time.
+
+Storage writes cost about 140 table transactions each (docs/cost-model.md), so the runner makes
+none it does not need: the stderr log exists only once the builder (or a runner warning) writes
+to it; the runner's routine lines go to the container's console and the diagnostics' metadata.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import logging
 import os
@@ -22,9 +29,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from runner import RUNNER_SCHEMA_VERSION, sas_http
+from runner import RESULT_METADATA_KEY, RUNNER_SCHEMA_VERSION, sas_http
 from runner.archives import pack_diagnostics, pack_source
 from runner.config import RunnerConfig
 from runner.contract import PREVIEW_CONTRACT_TASK
@@ -54,6 +61,11 @@ TICK_SECS = 0.05
 REAP_EVERY_SECS = 5.0
 #: How long the end of the run keeps retrying log flushes that fail (all of them together).
 FINAL_FLUSH_SECS = 15.0
+#: The marker travels as blob metadata (8 KiB for all of a blob's metadata): longer texts and
+#: lists are cut there; diagnostics' ``metadata.json`` keeps them whole.
+MARKER_METADATA_CHARS = 7 * 1024
+MARKER_MESSAGE_CHARS = 1000
+MARKER_LISTED_FILES = 20
 
 
 def _now() -> str:
@@ -87,6 +99,8 @@ class Runner:
         self.followers: dict[str, LogFollower] = {}
         self.uploads: dict[str, str] = {}
         self.source_skipped: list[str] = []
+        #: The runner's own lines of this run (also on its console), for diagnostics.
+        self.notes: list[str] = []
         self._clients: dict[str, BlobClient] = {}
         self.storage_requests = RequestCount()
         self._stderr_start = 0
@@ -118,13 +132,20 @@ class Runner:
         return self._clients[name]
 
     def say(self, message: str) -> None:
-        """A line from the runner itself: into the stderr log (uploaded with the builder's) and
-        to the container's console. Scrubbed like everything else."""
+        """A routine line from the runner itself: to the container's console and into the
+        diagnostics' metadata. Scrubbed like everything else."""
         line = self.scrubber.scrub_text(message)
+        self.notes.append(line)
+        print(f"[runner] {line}", file=sys.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        """A line about something that went wrong: as :meth:`say`, and also into the stderr log
+        (uploaded with the builder's stderr), where whoever reads the job's logs finds it."""
+        self.say(message)
+        line = self.notes[-1]
         self.logs.mkdir(parents=True, exist_ok=True)
         with (self.logs / "stderr.log").open("a", encoding="utf-8") as fh:
             fh.write(f"[runner] {line}\n")
-        print(f"[runner] {line}", file=sys.stderr, flush=True)
 
     def _pump(self, *, final: bool = False) -> None:
         stream = self.followers.get("stream_log")
@@ -158,7 +179,7 @@ class Runner:
             existing = self._existing_marker()
         except sas_http.SasHttpError as exc:
             existing = None
-            self.say(f"could not read an earlier result marker ({exc})")
+            self.warn(f"could not read an earlier result marker ({exc})")
         if existing is not None:
             self.say(f"job already finished ({existing.get('reason')}); nothing to do")
             return exit_code_of_marker(existing)
@@ -184,20 +205,23 @@ class Runner:
                 self.builder.stop(self.config.term_grace_secs, hurry=lambda: self.hurry)
         if not self.followers:
             self._open_logs()
-        self.say(self._describe(outcome, self.clock() - started))
+        description = self._describe(outcome, self.clock() - started)
+        (self.say if outcome.succeeded else self.warn)(description)
         self._final_flush()
         if outcome.reason != INTERRUPTED:
             self._upload_source()
-            self._upload_diagnostics(outcome, started_at, builder_started)
-        self._final_flush()
-        self._write_marker(outcome, started_at, builder_started, self.clock() - started)
+            self._final_flush()  # a warning about the source is in the log before the marker
+        self._finish(outcome, started_at, builder_started, self.clock() - started)
         if self.notifier.finished():
             print("[runner] the service was told the build finished", file=sys.stderr)
         return outcome.process_exit_code()
 
     def _existing_marker(self) -> dict[str, Any] | None:
-        url = self.config.grant.url("result")
-        raw = sas_http.get(url, count=self.storage_requests.add) if url is not None else None
+        url = self.config.grant.url("diagnostics")
+        if url is None:
+            return None
+        metadata = sas_http.metadata(url, count=self.storage_requests.add)
+        raw = (metadata or {}).get(RESULT_METADATA_KEY)
         if raw is None:
             return None
         try:
@@ -209,11 +233,9 @@ class Runner:
     def _preflight(self) -> Outcome | None:
         """Before the builder may start: no earlier build's output, no stop yet, the inputs."""
         stream_url = self.config.grant.url("stream_log")
-        spec_url = self.config.grant.url("spec_md")
-        tasks_url = self.config.grant.url("tasks_md")
+        inputs_url = self.config.grant.url("inputs")
         assert stream_url is not None  # required grant entries (runner/grant.py)
-        assert spec_url is not None
-        assert tasks_url is not None
+        assert inputs_url is not None
         if sas_http.size(stream_url, count=self.storage_requests.add):
             return Outcome(
                 INTERRUPTED,
@@ -221,12 +243,13 @@ class Runner:
             )
         if self.stop_requested:
             return Outcome(TERMINATED, message="stopped before the builder started")
-        count = self.storage_requests.add
-        spec, tasks = sas_http.get(spec_url, count=count), sas_http.get(tasks_url, count=count)
-        if spec is None or tasks is None:
-            return Outcome(START_FAILED, message="the job's SPEC.md or TASKS.md is missing")
-        (self.work / "SPEC.md").write_bytes(spec)
-        (self.work / "TASKS.md").write_bytes(tasks + PREVIEW_CONTRACT_TASK.encode())
+        raw = sas_http.get(inputs_url, count=self.storage_requests.add)
+        inputs = _parse_inputs(raw)
+        if inputs is None:
+            return Outcome(START_FAILED, message="the job's inputs (SPEC.md, TASKS.md) are missing")
+        spec, tasks = inputs
+        (self.work / "SPEC.md").write_text(spec, encoding="utf-8")
+        (self.work / "TASKS.md").write_text(tasks + PREVIEW_CONTRACT_TASK, encoding="utf-8")
         return None
 
     def _start_builder(self) -> Outcome | None:
@@ -301,7 +324,7 @@ class Runner:
                 next_reap = self.clock() + REAP_EVERY_SECS
             time.sleep(TICK_SECS)
         if reason != EXITED:
-            self.say(f"stopping the builder ({reason})")
+            self.warn(f"stopping the builder ({reason})")
         # Also after a normal exit: whatever the builder left running is part of the build.
         builder.stop(self.config.term_grace_secs, tick=self._pump, hurry=lambda: self.hurry)
         self.builder_finished_at = _now()
@@ -329,7 +352,7 @@ class Runner:
             upload_file(client, path, content_type=content_type)
         except Exception as exc:  # noqa: BLE001 - a failed upload must not cost the marker
             self.uploads[name] = "failed"
-            self.say(f"uploading {name} failed ({type(exc).__name__})")
+            self.warn(f"uploading {name} failed ({type(exc).__name__})")
             return
         self.uploads[name] = "uploaded"
 
@@ -342,38 +365,17 @@ class Runner:
             self.source_skipped = pack_source(self.work, target, self.scrubber)
         except OSError as exc:
             self.uploads["source_artifact"] = "failed"
-            self.say(f"packing the source failed ({exc.strerror})")
+            self.warn(f"packing the source failed ({exc.strerror})")
             return
         if self.source_skipped:
-            self.say("left out of the source for their size: " + ", ".join(self.source_skipped))
+            self.warn("left out of the source for their size: " + ", ".join(self.source_skipped))
         self._upload("source_artifact", target, "application/gzip")
 
-    def _upload_diagnostics(
-        self, outcome: Outcome, started_at: str, builder_started: str | None
-    ) -> None:
-        target = self.output / "diagnostics.tar.gz"
-        metadata = {
-            "schema_version": RUNNER_SCHEMA_VERSION,
-            "job_id": self.config.job_id,
-            "builder_command": self.config.builder_command,
-            "started_at": started_at,
-            "builder_started_at": builder_started,
-            "outcome": outcome.fields(),
-            "uploads": dict(self.uploads),
-        }
-        try:
-            pack_diagnostics(
-                target, logs=self.logs, work=self.work, metadata=metadata, scrubber=self.scrubber
-            )
-        except OSError as exc:
-            self.uploads["diagnostics"] = "failed"
-            self.say(f"packing diagnostics failed ({exc.strerror})")
-            return
-        self._upload("diagnostics", target, "application/gzip")
-
-    def _write_marker(
+    def _finish(
         self, outcome: Outcome, started_at: str, builder_started: str | None, secs: float
     ) -> None:
+        """The result marker, in ``output/result.json`` locally and as the metadata of the
+        diagnostics archive, uploaded create-once in one write: the first runner's is kept."""
         marker: dict[str, Any] = {
             "schema_version": RUNNER_SCHEMA_VERSION,
             "job_id": self.config.job_id,
@@ -394,20 +396,121 @@ class Runner:
             },
             "uploads": dict(self.uploads),
             "source_skipped": self.source_skipped,
-            # Every storage request so far; uploading this marker is one more PUT.
+            # Every storage request so far; the upload that carries this marker is one more PUT.
             "storage_requests": self.storage_requests.snapshot(),
         }
-        data = self.scrubber.scrub(json.dumps(marker, sort_keys=True).encode())
-        (self.output / "result.json").write_bytes(data)
-        client = self._client("result")
+        packed = self.output / "diagnostics.tar.gz"
+        archive: Path | bytes = packed
+        try:
+            self._pack_diagnostics(packed, marker, started_at, builder_started)
+        except OSError as exc:
+            # The marker must still go up: with a diagnostics archive of its metadata alone.
+            self.say(f"packing diagnostics failed ({exc.strerror}); uploading the marker alone")
+            buffer = io.BytesIO()
+            self._pack_diagnostics(buffer, marker, started_at, builder_started, logs=False)
+            archive = buffer.getvalue()
+        self.uploads["diagnostics"] = self._upload_marked(archive, marker)
+        marker["uploads"] = dict(self.uploads)
+        local = self.scrubber.scrub(json.dumps(marker, sort_keys=True).encode())
+        (self.output / "result.json").write_bytes(local)
+
+    def _upload_marked(self, archive: Path | bytes, marker: dict[str, Any]) -> str:
+        """Upload the diagnostics archive create-once with the marker as its metadata; the
+        upload status (``uploaded`` in the metadata itself: it is on the uploaded blob)."""
+        client = self._client("diagnostics")
         if client is None:
-            return
+            return "not_granted"
         from runner.storage import create_once
 
+        stored = dict(marker, uploads=dict(marker["uploads"], diagnostics="uploaded"))
         try:
-            if not create_once(client, data, content_type="application/json"):
+            with contextlib.ExitStack() as stack:
+                data = (
+                    archive
+                    if isinstance(archive, bytes)
+                    else stack.enter_context(archive.open("rb"))
+                )
+                created = create_once(
+                    client,
+                    data,
+                    content_type="application/gzip",
+                    metadata={RESULT_METADATA_KEY: self._marker_metadata(stored)},
+                )
+            if not created:
                 log.warning("a result marker already existed; kept the first one")
+                return "exists"
         except Exception as exc:  # noqa: BLE001 - nothing is left to do but say so
             print(
-                f"[runner] writing the result marker failed ({type(exc).__name__})", file=sys.stderr
+                "[runner] uploading diagnostics and the result marker failed "
+                f"({type(exc).__name__})",
+                file=sys.stderr,
             )
+            return "failed"
+        return "uploaded"
+
+    def _pack_diagnostics(
+        self,
+        target: Path | IO[bytes],
+        marker: dict[str, Any],
+        started_at: str,
+        builder_started: str | None,
+        *,
+        logs: bool = True,
+    ) -> None:
+        metadata = {
+            "schema_version": RUNNER_SCHEMA_VERSION,
+            "job_id": self.config.job_id,
+            "builder_command": self.config.builder_command,
+            "started_at": started_at,
+            "builder_started_at": builder_started,
+            "outcome": {k: marker[k] for k in ("reason", "exit_code", "signal", "message")},
+            "uploads": dict(marker["uploads"]),
+            "source_skipped": self.source_skipped,
+            "runner_notes": list(self.notes),
+        }
+        pack_diagnostics(
+            target,
+            logs=self.logs if logs else None,
+            work=self.work if logs else None,
+            metadata=metadata,
+            scrubber=self.scrubber,
+        )
+
+    def _marker_metadata(self, marker: dict[str, Any]) -> str:
+        """The marker as one metadata value: ASCII JSON on one line, at most
+        :data:`MARKER_METADATA_CHARS` (all of a blob's metadata may take 8 KiB). Too long a
+        message or list of skipped files is cut here; diagnostics' metadata keeps them whole."""
+        fitted = dict(marker)
+        skipped = list(fitted.get("source_skipped") or [])
+        if len(skipped) > MARKER_LISTED_FILES:
+            fitted["source_skipped"] = skipped[:MARKER_LISTED_FILES]
+            fitted["source_skipped_count"] = len(skipped)
+        message = fitted.get("message")
+        if isinstance(message, str):
+            fitted["message"] = message[:MARKER_MESSAGE_CHARS]
+        for cut in (None, "source_skipped", "message"):
+            if cut == "source_skipped":
+                fitted["source_skipped"], fitted["source_skipped_count"] = [], len(skipped)
+            elif cut == "message" and isinstance(message, str):
+                fitted["message"] = message[: MARKER_MESSAGE_CHARS // 10]
+            text = json.dumps(fitted, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+            text = self.scrubber.scrub_text(text)
+            if len(text) <= MARKER_METADATA_CHARS:
+                break
+        return text
+
+
+def _parse_inputs(raw: bytes | None) -> tuple[str, str] | None:
+    """``(spec_md, tasks_md)`` from the inputs blob (shared/storage/job_blobs.py), or ``None``."""
+    if raw is None:
+        return None
+    try:
+        inputs = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(inputs, dict):
+        return None
+    spec, tasks = inputs.get("spec_md"), inputs.get("tasks_md")
+    if not isinstance(spec, str) or not isinstance(tasks, str):
+        return None
+    return spec, tasks

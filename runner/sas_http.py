@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from email.message import Message
 
 _ATTEMPTS = 4
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -30,8 +31,8 @@ def _ignore(_method: str) -> None:
 
 def _request(
     url: str, method: str, *, timeout: float, count: Counter
-) -> tuple[int, bytes, int | None]:
-    """(status, body, content length) with 404 as a normal answer; retries transient faults."""
+) -> tuple[int, bytes, Message]:
+    """(status, body, headers) with 404 as a normal answer; retries transient faults."""
     last = "no attempt"
     for attempt in range(_ATTEMPTS):
         if attempt:
@@ -41,14 +42,13 @@ def _request(
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 count(method)
-                length = response.headers.get("Content-Length")
                 body = response.read() if method == "GET" else b""
-                return response.status, body, int(length) if length is not None else None
+                return response.status, body, response.headers
         except urllib.error.HTTPError as exc:
             count(method)
             exc.close()
             if exc.code == 404:
-                return 404, b"", None
+                return 404, b"", Message()
             last = f"HTTP {exc.code}"
             if exc.code not in _RETRY_STATUSES:
                 break
@@ -65,5 +65,19 @@ def get(url: str, *, timeout: float = 30.0, count: Counter = _ignore) -> bytes |
 
 def size(url: str, *, timeout: float = 30.0, count: Counter = _ignore) -> int | None:
     """The blob's length, or ``None`` when it does not exist."""
-    status, _, length = _request(url, "HEAD", timeout=timeout, count=count)
-    return None if status == 404 else (length or 0)
+    status, _, headers = _request(url, "HEAD", timeout=timeout, count=count)
+    return None if status == 404 else int(headers.get("Content-Length") or 0)
+
+
+def metadata(url: str, *, timeout: float = 30.0, count: Counter = _ignore) -> dict[str, str] | None:
+    """The blob's metadata (``x-ms-meta-<name>`` headers, names lowercased), or ``None`` when
+    the blob does not exist."""
+    status, _, headers = _request(url, "HEAD", timeout=timeout, count=count)
+    if status == 404:
+        return None
+    prefix = "x-ms-meta-"
+    return {
+        name.lower().removeprefix(prefix): value
+        for name, value in headers.items()
+        if name.lower().startswith(prefix)
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContentSettings, LinearRetry
@@ -50,11 +50,21 @@ def upload_file(client: BlobClient, path: Path, *, content_type: str) -> None:
         )
 
 
-def create_once(client: BlobClient, data: bytes, *, content_type: str) -> bool:
-    """Write the blob only if it does not exist yet; ``False`` when it already did."""
+def create_once(
+    client: BlobClient,
+    data: bytes | IO[bytes],
+    *,
+    content_type: str,
+    metadata: dict[str, str] | None = None,
+) -> bool:
+    """Write the blob (with ``metadata``, in the same request) only if it does not exist yet;
+    ``False`` when it already did."""
     try:
         client.upload_blob(
-            data, overwrite=False, content_settings=ContentSettings(content_type=content_type)
+            data,
+            overwrite=False,
+            content_settings=ContentSettings(content_type=content_type),
+            metadata=metadata,
         )
     except ResourceExistsError:
         return False

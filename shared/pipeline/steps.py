@@ -105,7 +105,8 @@ def start_build(svc: Services, job_id: str) -> StepResult:
     job = svc.jobs.get_job(job_id)
     if job.status is not JobStatus.BUILDING:
         return StepResult.was_canceled()
-    svc.blobs.ensure_log(job_id)
+    if not svc.backend.writes_stream_to_blob:
+        svc.blobs.ensure_log(job_id)  # else the build runner creates it with its first lines
     if not svc.backend.build_started(job_id):
         svc.tokens.revoke_job(job_id)  # a token minted by a crashed attempt must not stay live
         expires = _now() + timedelta(seconds=svc.settings.grant_ttl_secs)

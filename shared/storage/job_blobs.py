@@ -16,27 +16,30 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
-from shared.errors import AlreadyExists, NotFound, translate_azure_errors
+from shared.errors import AlreadyExists, NotFound, TerminalBackendError, translate_azure_errors
 
-SPEC_PATH = "input/SPEC.md"
-TASKS_PATH = "input/TASKS.md"
+#: SPEC.md and TASKS.md of a submit, in one JSON object ``{"spec_md": …, "tasks_md": …}``: one
+#: blob write instead of two (a blob write costs about 140 table transactions, docs/cost-model.md).
+#: The builder still finds ``SPEC.md`` and ``TASKS.md`` in its work dir (the runner writes them).
+INPUTS_PATH = "input/inputs.json"
 STREAM_PATH = "logs/stream.jsonl"
 STDERR_PATH = "logs/stderr.log"
 ARTIFACT_PATH = "output/source.tar.gz"
 DIAGNOSTICS_PATH = "diagnostics/diagnostics.tar.gz"
-RESULT_PATH = "output/result.json"
+#: The build runner's result marker is metadata of the diagnostics archive, set by the same
+#: upload (one write for both; docs/build-job.md): a diagnostics blob without it is not one the
+#: runner wrote.
+RESULT_METADATA_KEY = "foundry_result"
 #: What the build job may touch, ``grant name -> (blob under jobs/<id>/, SAS permissions)``: read
 #: its inputs, append to (and read back) its own logs, create its outputs. The grant names are
-#: the build runner's contract (runner/grant.py); reading the logs and the result marker lets a
-#: restarted runner find what an earlier one did.
+#: the build runner's contract (runner/grant.py); reading the stream and the diagnostics' result
+#: marker lets a restarted runner find what an earlier one did.
 BUILDER_GRANT: dict[str, tuple[str, str]] = {
-    "spec_md": (SPEC_PATH, "r"),
-    "tasks_md": (TASKS_PATH, "r"),
+    "inputs": (INPUTS_PATH, "r"),
     "stream_log": (STREAM_PATH, "racw"),
     "stderr_log": (STDERR_PATH, "racw"),
-    "diagnostics": (DIAGNOSTICS_PATH, "cw"),
+    "diagnostics": (DIAGNOSTICS_PATH, "rcw"),
     "source_artifact": (ARTIFACT_PATH, "cw"),
-    "result": (RESULT_PATH, "rcw"),
 }
 
 
@@ -58,24 +61,27 @@ class JobBlobs:
 
     # -- inputs ------------------------------------------------------------------------------
     def put_inputs(self, job_id: str, *, spec_md: str, tasks_md: str) -> None:
-        markdown = ContentSettings(content_type="text/markdown; charset=utf-8")
+        data = json.dumps({"spec_md": spec_md, "tasks_md": tasks_md}, ensure_ascii=False)
         with translate_azure_errors("store job inputs"):
-            for rel, text in ((SPEC_PATH, spec_md), (TASKS_PATH, tasks_md)):
-                self.container.upload_blob(
-                    job_blob(job_id, rel),
-                    text.encode("utf-8"),
-                    overwrite=True,
-                    content_settings=markdown,
-                )
+            self.container.upload_blob(
+                job_blob(job_id, INPUTS_PATH),
+                data.encode("utf-8"),
+                overwrite=True,
+                content_settings=ContentSettings(content_type="application/json; charset=utf-8"),
+            )
+
+    def read_inputs(self, job_id: str) -> tuple[str, str]:
+        """``(spec_md, tasks_md)`` as submitted."""
+        inputs = json.loads(self.read_bytes(job_id, INPUTS_PATH))
+        return str(inputs["spec_md"]), str(inputs["tasks_md"])
 
     def delete_inputs(self, job_id: str) -> None:
-        """Remove SPEC/TASKS of a job that was never created (idempotent)."""
-        for rel in (SPEC_PATH, TASKS_PATH):
-            try:
-                with translate_azure_errors("delete job input"):
-                    self.container.delete_blob(job_blob(job_id, rel))
-            except NotFound:
-                pass
+        """Remove the inputs of a job that was never created (idempotent)."""
+        try:
+            with translate_azure_errors("delete job inputs"):
+                self.container.delete_blob(job_blob(job_id, INPUTS_PATH))
+        except NotFound:
+            pass
 
     def job_ids_with_prefix(self, id_prefix: str) -> list[str]:
         """Ids of the jobs with objects stored whose id (after ``fj_``) starts with ``id_prefix``:
@@ -131,13 +137,19 @@ class JobBlobs:
             return 0
 
     def read_log(self, job_id: str, *, offset: int = 0, max_bytes: int | None = None) -> bytes:
+        """The log's bytes from ``offset`` (at most ``max_bytes``): one ranged read, empty when
+        the log does not exist yet (the runner creates it with its first append) or has nothing
+        past ``offset``."""
         client = self.container.get_blob_client(job_blob(job_id, STREAM_PATH))
-        size = self.log_size(job_id)
-        if offset >= size:
+        try:
+            with translate_azure_errors("read log"):
+                return client.download_blob(offset=offset, length=max_bytes).readall()
+        except NotFound:
             return b""
-        length = None if max_bytes is None else min(max_bytes, size - offset)
-        with translate_azure_errors("read log"):
-            return client.download_blob(offset=offset, length=length).readall()
+        except TerminalBackendError as exc:
+            if exc.code == "InvalidRange":  # HTTP 416: nothing past offset
+                return b""
+            raise
 
     # -- artifacts ---------------------------------------------------------------------------
     def put_artifact(self, job_id: str, data: bytes) -> None:
@@ -152,6 +164,18 @@ class JobBlobs:
     def exists(self, job_id: str, relative: str) -> bool:
         with translate_azure_errors("check blob"):
             return bool(self.container.get_blob_client(job_blob(job_id, relative)).exists())
+
+    def result_marker(self, job_id: str) -> dict[str, Any] | None:
+        """The build runner's result marker (docs/build-job.md), or ``None`` before it has
+        finished: the diagnostics archive's :data:`RESULT_METADATA_KEY` metadata."""
+        client = self.container.get_blob_client(job_blob(job_id, DIAGNOSTICS_PATH))
+        try:
+            with translate_azure_errors("read result marker"):
+                metadata = client.get_blob_properties().metadata
+        except NotFound:
+            return None
+        raw = metadata.get(RESULT_METADATA_KEY)
+        return dict(json.loads(raw)) if raw else None
 
     def read_bytes(self, job_id: str, relative: str) -> bytes:
         with translate_azure_errors(f"read {relative}"):

@@ -88,7 +88,8 @@ def test_submit_never_fails_and_stores_exactly_what_it_accepted(api, services, b
             body["owner"],
             body.get("org_slug"),
         )
-        assert services.blobs.read_text(job.job_id, "input/SPEC.md") == body["spec_md"]
+        stored = services.blobs.read_inputs(job.job_id)
+        assert stored == (body["spec_md"], body["tasks_md"])
         ttl = body.get("preview_ttl_hours")
         assert job.ttl_hours == (24 if ttl is None else max(1, min(72, ttl)))
 

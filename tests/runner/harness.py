@@ -1,5 +1,5 @@
-"""A job as the service sets it up before it starts a build: inputs stored, the log blob created,
-and a storage grant signed by the service's own signing code. The runner then runs against it
+"""A job as the service sets it up before it starts a build: inputs stored and a storage grant
+signed by the service's own signing code (the runner creates the log blobs). The runner then runs against it
 (on Azurite) in a subprocess, as in the container, or in-process where a test injects faults."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from runner.config import RunnerConfig
 from runner.run import Runner
 from runner.storage import sas_blob_client
 from shared.domain.ids import new_job_id, new_proxy_token
-from shared.storage.job_blobs import RESULT_PATH, STDERR_PATH, JobBlobs, builder_grant, job_blob
+from shared.storage.job_blobs import STDERR_PATH, JobBlobs, builder_grant, job_blob
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_BUILDER = ROOT / "examples" / "builder" / "foundry_example_builder.py"
@@ -80,7 +80,9 @@ class Job:
         return self.blob(STDERR_PATH)
 
     def marker(self) -> dict:
-        return json.loads(self.blob(RESULT_PATH))
+        marker = self.blobs.result_marker(self.job_id)
+        assert marker is not None, "no result marker on the diagnostics archive"
+        return marker
 
     def every_blob(self) -> dict[str, bytes]:
         """Every blob of the job, archives unpacked member by member."""
@@ -109,7 +111,6 @@ def make_job(blobs: JobBlobs, workspace: Path, *, spec_md: str, tasks_md: str) -
     """What the service's submit and start_build steps do before the build job starts."""
     job_id = new_job_id()
     blobs.put_inputs(job_id, spec_md=spec_md, tasks_md=tasks_md)
-    blobs.ensure_log(job_id)
     grant = builder_grant(blobs, job_id, ttl_secs=900)
     return Job(blobs, job_id, new_proxy_token(), grant, workspace)
 
@@ -167,7 +168,8 @@ class NoticeServer:
                         "path": self.path,
                         "event": json.loads(body).get("event"),
                         "authorization": self.headers.get("Authorization"),
-                        "marker_written": server.job.blobs.exists(server.job.job_id, RESULT_PATH),
+                        "marker_written": server.job.blobs.result_marker(server.job.job_id)
+                        is not None,
                     }
                 )
                 self.send_response(server.status)

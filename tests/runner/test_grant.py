@@ -30,13 +30,13 @@ def test_a_grant_for_another_job_or_without_inputs_is_refused(job_blobs: JobBlob
     with pytest.raises(GrantError) as wrong_job:
         parse_grant(raw, "fj_Y")
     urls = json.loads(raw)
-    del urls["spec_md"]
+    del urls["inputs"]
     with pytest.raises(GrantError) as missing:
         parse_grant(json.dumps(urls), "fj_X")
-    assert "spec_md" in str(missing.value)
+    assert "inputs" in str(missing.value)
     for error in (wrong_job.value, missing.value):
         assert "sig=" not in str(error) and "http" not in str(error)  # never echo a URL
-    for bad in ("", "[]", '{"spec_md": 3}', '{"spec_md": "file:///etc/passwd"}', "{"):
+    for bad in ("", "[]", '{"inputs": 3}', '{"inputs": "file:///etc/passwd"}', "{"):
         with pytest.raises(GrantError):
             parse_grant(bad, "fj_X")
 

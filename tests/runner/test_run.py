@@ -12,11 +12,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from runner import run as run_module
 from runner.append_log import MAX_BLOCK_BYTES
+from runner.config import RunnerConfig
+from runner.run import MARKER_METADATA_CHARS, Runner
 from shared.backends.build_context import prepare_build_context
 from shared.domain.models import JobRecord
 from shared.domain.stream_progress import apply_stream_lines
-from shared.storage.job_blobs import ARTIFACT_PATH, DIAGNOSTICS_PATH, STREAM_PATH, builder_grant
+from shared.storage.job_blobs import (
+    ARTIFACT_PATH,
+    DIAGNOSTICS_PATH,
+    STDERR_PATH,
+    STREAM_PATH,
+    builder_grant,
+)
 from tests.runner.harness import (
     AppendRecorder,
     Job,
@@ -47,7 +56,9 @@ def test_a_build_streams_its_events_and_uploads_everything(job: Job) -> None:
     folded = apply_stream_lines(record, stream)
     assert folded.detail["report_received"] is True
     assert folded.detail["tasks_total"] == 3  # T1, T2 and the preview contract task
-    assert b"[runner] builder started" in job.stderr()
+    # A quiet builder leaves no stderr blob: the runner's routine lines go to its console and
+    # the diagnostics' metadata, not into a blob write of their own.
+    assert not job.blobs.exists(job.job_id, STDERR_PATH)
     # The source: the work tree the builder left, inputs included, buildable as an image.
     source = tar_members(job.blob(ARTIFACT_PATH))
     assert {"SPEC.md", "TASKS.md", "app/index.html", "app/Dockerfile"} <= set(source)
@@ -56,7 +67,9 @@ def test_a_build_streams_its_events_and_uploads_everything(job: Job) -> None:
     assert kind == "project"
     diagnostics = tar_members(job.blob(DIAGNOSTICS_PATH))
     assert {"logs/stream.jsonl", "logs/stderr.log", "metadata.json"} <= set(diagnostics)
-    assert json.loads(diagnostics["metadata.json"])["job_id"] == job.job_id
+    metadata = json.loads(diagnostics["metadata.json"])
+    assert metadata["job_id"] == job.job_id
+    assert any(note.startswith("builder started") for note in metadata["runner_notes"])
     marker = job.marker()
     assert marker["reason"] == "exited"
     assert marker["exit_code"] == 0
@@ -69,10 +82,14 @@ def test_a_build_streams_its_events_and_uploads_everything(job: Job) -> None:
     )
     assert marker["uploads"] == {"source_artifact": "uploaded", "diagnostics": "uploaded"}
     assert marker["logs"]["stream_log"]["uploaded_bytes"] == len(stream)
-    # Counted at the transport: SPEC and TASKS read; both logs created, appended, two archives.
+    # Counted at the transport, before the diagnostics upload that carries the marker: the
+    # marker looked for and the stream's length (HEAD), the inputs read once (GET), the stream
+    # created and appended to, the source uploaded (PUT); nothing else.
     requests = marker["storage_requests"]
-    assert set(requests) <= {"GET", "HEAD", "PUT", "DELETE"}, requests
-    assert requests["GET"] >= 2 and requests["PUT"] >= 2 + 2 * 2
+    appends = requests["PUT"] - 2  # all but the stream's creation and the source upload...
+    assert requests == {"HEAD": 2, "GET": 1, "PUT": 2 + appends}, requests
+    props = job.blobs.container.get_blob_client(f"jobs/{job.job_id}/{STREAM_PATH}")
+    assert appends == props.get_blob_properties().append_blob_committed_block_count  # ...appends
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:
@@ -91,17 +108,18 @@ def running(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
-def test_a_lost_append_reply_never_duplicates_a_line(job: Job) -> None:
+def test_a_lost_append_reply_never_duplicates_a_line(job_blobs, tmp_path: Path) -> None:
+    tasks = "".join(f"- [ ] T{n}: task {n}\n" for n in range(1, 9))
+    job = make_job(job_blobs, tmp_path / "ws", spec_md="# x\n", tasks_md=tasks)
     transport = AppendRecorder(lose_replies=frozenset({1, 3, 5}))
     code, _ = run_in_process(
         job, example_builder(), transport,
-        FOUNDRY_RUNNER_FLUSH_MS="20", FOUNDRY_EXAMPLE_BUILDER_DELAY="0.15",
+        FOUNDRY_RUNNER_FLUSH_MS="20", FOUNDRY_EXAMPLE_BUILDER_DELAY="0.25",
     )  # fmt: skip
     assert code == 0
     assert len(transport.append_sizes) >= 6  # each loss was retried, and more followed
     logs = job.workspace / "logs"
     assert job.stream() == (logs / "stream.jsonl").read_bytes()
-    assert job.stderr() == (logs / "stderr.log").read_bytes()
     lines = job.stream().splitlines()
     assert len(lines) == len(set(lines))  # every event of the example builder is unique
     reconciled = sum(log["reconciled_appends"] for log in job.marker()["logs"].values())
@@ -182,7 +200,7 @@ def test_a_builder_that_cannot_start_is_reported(job: Job) -> None:
 
 def test_nothing_uploaded_contains_the_token_or_a_signature(job: Job) -> None:
     grant = json.loads(job.grant)
-    signed_url = grant["spec_md"]
+    signed_url = grant["inputs"]
     signature = parse_qs(urlsplit(signed_url).query)["sig"][0]
     raw_signatures = {
         part.split("=", 1)[1] for url in grant.values() for part in urlsplit(url).query.split("&")
@@ -213,12 +231,17 @@ def test_a_restarted_runner_does_not_build_twice(job: Job, tmp_path: Path) -> No
 
 
 def test_a_runner_that_finds_an_earlier_stream_does_not_rebuild(job: Job) -> None:
+    job.blobs.ensure_log(job.job_id)  # an earlier runner created the stream and wrote a line
     job.blobs.append_log(job.job_id, b'{"event":"stage_started"}\n', at_offset=0)
     code, console = job.run(example_builder())
     assert code == 1, console
     assert job.marker()["reason"] == "interrupted"
     assert job.stream() == b'{"event":"stage_started"}\n'
     assert not job.blobs.exists(job.job_id, ARTIFACT_PATH)
+    # The marker's archive says why (the stderr log too: it is a warning).
+    metadata = json.loads(tar_members(job.blob(DIAGNOSTICS_PATH))["metadata.json"])
+    assert metadata["outcome"]["reason"] == "interrupted"
+    assert b"not rebuilding" in job.stderr()
 
 
 def test_an_expired_grant_fails_before_the_builder_runs(job: Job) -> None:
@@ -261,3 +284,42 @@ def test_the_service_hears_of_progress_and_of_the_end(job: Job, answer: int) -> 
     assert events[-1] == "finished" and events.count("finished") == 1
     assert "progress" in events
     assert server.notices[-1]["marker_written"] is True  # everything was uploaded before
+
+
+def test_the_marker_fits_blob_metadata_whatever_it_holds(job: Job) -> None:
+    runner = Runner(RunnerConfig.from_env(job.env(example_builder())))
+    marker = {
+        "reason": "start_failed",
+        "message": "é" * 5000,  # six ASCII characters each once JSON-escaped
+        "source_skipped": [f"dir/{'ü' * 200}/{n}.bin" for n in range(200)],
+    }
+    value = runner._marker_metadata(marker)
+    assert len(value) <= MARKER_METADATA_CHARS and value.isascii()
+    fitted = json.loads(value)
+    assert fitted["reason"] == "start_failed"
+    assert fitted["source_skipped_count"] == 200
+    assert fitted["message"].startswith("é")
+    # A marker that fits is kept whole.
+    small = {"reason": "exited", "message": None, "source_skipped": ["a.bin"]}
+    assert json.loads(runner._marker_metadata(small)) == small
+
+
+def test_the_marker_goes_up_even_when_diagnostics_cannot_be_packed(
+    job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pack = run_module.pack_diagnostics
+
+    def pack_failing_on_logs(target, *, logs, work, metadata, scrubber):
+        if logs is not None:
+            raise OSError(28, "No space left on device")
+        real_pack(target, logs=logs, work=work, metadata=metadata, scrubber=scrubber)
+
+    monkeypatch.setattr(run_module, "pack_diagnostics", pack_failing_on_logs)
+    code, _ = run_in_process(job, example_builder(), AppendRecorder())
+    assert code == 0
+    marker = job.marker()
+    assert (marker["reason"], marker["exit_code"]) == ("exited", 0)
+    archive = tar_members(job.blob(DIAGNOSTICS_PATH))
+    assert set(archive) == {"metadata.json"}
+    notes = json.loads(archive["metadata.json"])["runner_notes"]
+    assert any("packing diagnostics failed" in note for note in notes)

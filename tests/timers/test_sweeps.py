@@ -54,8 +54,8 @@ def test_inputs_without_a_job_row_are_removed_once_old_enough(services) -> None:
     sweep_orphan_inputs(services, now, report)
     assert report.inputs_removed == [orphan.job_id] and report.errors == []
     assert inputs_of(services, orphan.job_id) == []
-    assert len(inputs_of(services, accepted.job_id)) == 2
-    assert len(inputs_of(services, young.job_id)) == 2
+    assert len(inputs_of(services, accepted.job_id)) == 1
+    assert len(inputs_of(services, young.job_id)) == 1
     later = MaintenanceReport()
     sweep_orphan_inputs(services, now + timedelta(minutes=10), later)
     assert later.inputs_removed == [young.job_id]

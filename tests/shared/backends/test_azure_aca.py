@@ -83,8 +83,8 @@ def grant_of(fake: FakeAzure, job_id: str) -> dict[str, str]:
 def act_as_builder(fake: FakeAzure, job_id: str, *, report: bool = True) -> None:
     """What the builder in the ACA job does, using only the SAS grant it was given."""
     grant = grant_of(fake, job_id)
-    with urllib.request.urlopen(grant["spec_md"], timeout=5) as resp:
-        assert resp.read().startswith(b"# ")
+    with urllib.request.urlopen(grant["inputs"], timeout=5) as resp:
+        assert json.loads(resp.read())["spec_md"].startswith("# ")
     lines = [
         {
             "event_schema_version": 1,
@@ -97,6 +97,12 @@ def act_as_builder(fake: FakeAzure, job_id: str, *, report: bool = True) -> None
     if report:
         lines.append({"schema_version": 3, "tasks": [], "cost_usd": 0.4})
     data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    create = urllib.request.Request(  # the runner creates the stream with its first lines
+        grant["stream_log"],
+        method="PUT",
+        headers={"x-ms-blob-type": "AppendBlob", "If-None-Match": "*"},
+    )
+    urllib.request.urlopen(create, timeout=5).close()
     append = urllib.request.Request(
         grant["stream_log"] + "&comp=appendblock", data=data, method="PUT"
     )
@@ -149,18 +155,10 @@ def test_a_job_runs_end_to_end_on_azure(api, driver, azure, fake) -> None:
     assert azure.settings.api_base_url != azure.settings.proxy_base_url  # two services
     assert len(fake.calls("POST", "/start$")) == 1
     grant = grant_of(fake, job_id)
-    assert set(grant) == {
-        "spec_md",
-        "tasks_md",
-        "stream_log",
-        "stderr_log",
-        "diagnostics",
-        "source_artifact",
-        "result",
-    }
+    assert set(grant) == {"inputs", "stream_log", "stderr_log", "diagnostics", "source_artifact"}
     assert all(f"/jobs/{job_id}/" in url for url in grant.values())
-    assert "sp=r&" in grant["spec_md"] and "sp=racw&" in grant["stream_log"]
-    assert "sp=cw&" in grant["source_artifact"] and "sp=rcw&" in grant["result"]
+    assert "sp=r&" in grant["inputs"] and "sp=racw&" in grant["stream_log"]
+    assert "sp=cw&" in grant["source_artifact"] and "sp=rcw&" in grant["diagnostics"]
     # The builder appends to the log; progress moves while the build still runs.
     act_as_builder(fake, job_id)
     fake.set_execution_status(build_job_name(job_id), "Running")

@@ -57,13 +57,13 @@ def queued_job() -> JobRecord:
     )
 
 
-def test_submit_takes_7_round_trips_and_a_replay_at_most_3(metered) -> None:
+def test_submit_takes_6_round_trips_and_a_replay_at_most_3(metered) -> None:
     svc, meter, api = metered
     with meter.measure() as new:
         status, accepted, _ = post(api)
     assert status == 202 and accepted["queue_position"] == 1
-    assert new.round_trips == 7, new.describe()
-    assert (new.by_service("table"), new.by_service("blob")) == (5, 2)
+    assert new.round_trips == 6, new.describe()
+    assert (new.by_service("table"), new.by_service("blob")) == (5, 1)  # SPEC+TASKS: one blob
     with meter.measure() as replay:
         status, again, _ = post(api)
     assert status == 202 and again == accepted
@@ -92,7 +92,7 @@ def test_submit_reads_do_not_grow_with_finished_jobs(metered) -> None:
     seed_finished_jobs(svc.jobs, 1000, now=datetime.now(UTC))
     after = submit_and_replay("second")
     # New: nothing to read back (no key, empty queue). Replay: the key, the job, its queue row.
-    assert before == after == (7, 0, 3, 3)
+    assert before == after == (6, 0, 3, 3)
 
 
 def test_the_queue_cap_is_exact_under_concurrent_submits(metered) -> None:
@@ -121,13 +121,14 @@ def test_the_queue_cap_is_exact_under_concurrent_submits(metered) -> None:
     for t in threads:
         t.join()
     assert sorted(results) == [(202, "")] * 3 + [(429, "queue_full")] * 17
-    # The refused ones left nothing: 3 claims of each kind, 3 jobs' inputs, a full queue.
+    # The refused ones left nothing: 3 claims of each kind, 3 jobs' inputs (one blob each), a
+    # full queue.
     assert leftovers(svc) == {
         "idempotency": 3,
         "app_names": 3,
         "jobs": cap,
         "queued": cap,
-        "blobs": 3 * 2,
+        "blobs": 3,
     }
 
 
@@ -136,7 +137,7 @@ def test_a_failed_submit_takes_back_its_key_name_and_inputs(metered, monkeypatch
     real_put = svc.blobs.put_inputs
 
     def half_stored(job_id: str, **docs: str) -> None:
-        real_put(job_id, **docs)  # both blobs written, then the connection drops
+        real_put(job_id, **docs)  # the inputs written, then the connection drops
         raise TransientBackendError("store job inputs: connection failed")
 
     monkeypatch.setattr(svc.blobs, "put_inputs", half_stored)
@@ -146,7 +147,7 @@ def test_a_failed_submit_takes_back_its_key_name_and_inputs(metered, monkeypatch
     monkeypatch.undo()
     status, accepted, _ = post(api, spec_md="# corrected\n")  # same key, different body
     assert status == 202, accepted
-    assert svc.blobs.read_text(accepted["job_id"], "input/SPEC.md") == "# corrected\n"
+    assert svc.blobs.read_inputs(accepted["job_id"])[0] == "# corrected\n"
 
 
 def test_a_transaction_that_failed_before_committing_is_taken_back(metered, monkeypatch) -> None:
@@ -180,7 +181,7 @@ def test_a_transaction_that_committed_behind_a_lost_reply_is_kept(metered, monke
         "app_names": 1,
         "jobs": 1,
         "queued": 1,
-        "blobs": 2,
+        "blobs": 1,
     }
 
 

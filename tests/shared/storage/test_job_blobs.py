@@ -1,4 +1,5 @@
-"""Job blobs against Azurite: idempotent log appends, read-only signed URLs, user-delegation SAS."""
+"""Job blobs against Azurite: idempotent log appends, one-request log reads, the inputs blob and
+the result marker, read-only signed URLs, user-delegation SAS."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+
+from shared.storage.job_blobs import RESULT_METADATA_KEY
 
 
 def test_log_appends_are_idempotent_by_position(services) -> None:
@@ -35,7 +38,7 @@ def test_signed_urls_are_read_only_and_scoped_to_one_blob(services) -> None:
         urllib.request.urlopen(put, timeout=5)
     assert refused.value.code == 403
     refused.value.close()
-    other = url.replace("fj_A/output/source.tar.gz", "fj_A/input/SPEC.md")
+    other = url.replace("fj_A/output/source.tar.gz", "fj_A/input/inputs.json")
     with pytest.raises(urllib.error.HTTPError) as wrong_blob:
         urllib.request.urlopen(other, timeout=5)
     assert wrong_blob.value.code == 403
@@ -67,3 +70,37 @@ def test_without_an_account_key_urls_are_user_delegation_sas() -> None:
     with pytest.raises(FoundryError):
         JobBlobs(client, container="c").signed_url("fj_A", "output/x", permission="r", ttl_secs=60)
     assert any("comp=userdelegationkey" in url for url in seen)
+
+
+def test_a_log_read_is_one_request_whether_the_log_exists_or_not(metered) -> None:
+    svc, meter = metered
+    blobs = svc.blobs
+    for job_id, offset in (("fj_missing", 0), ("fj_empty", 0), ("fj_some", 0), ("fj_some", 5)):
+        if job_id != "fj_missing":
+            blobs.ensure_log(job_id)
+        if job_id == "fj_some" and offset == 0:
+            blobs.append_log(job_id, b"line\n", at_offset=0)
+        with meter.measure() as read:
+            data = blobs.read_log(job_id, offset=offset)
+        assert data == (b"line\n" if (job_id, offset) == ("fj_some", 0) else b"")
+        assert read.round_trips == 1, read.describe()
+
+
+def test_inputs_are_one_blob_and_the_marker_is_diagnostics_metadata(services) -> None:
+    blobs = services.blobs
+    blobs.put_inputs("fj_A", spec_md="# Ünïcode spec\n", tasks_md="- [ ] T1: a\n")
+    names = [b.name for b in blobs.container.list_blobs(name_starts_with="jobs/fj_A/")]
+    assert names == ["jobs/fj_A/input/inputs.json"]
+    assert blobs.read_inputs("fj_A") == ("# Ünïcode spec\n", "- [ ] T1: a\n")
+    blobs.delete_inputs("fj_A")
+    blobs.delete_inputs("fj_A")  # idempotent
+    assert list(blobs.container.list_blobs(name_starts_with="jobs/fj_A/")) == []
+    # No archive, or one without the metadata (not the runner's): no marker.
+    assert blobs.result_marker("fj_A") is None
+    archive = blobs.container.get_blob_client("jobs/fj_A/diagnostics/diagnostics.tar.gz")
+    archive.upload_blob(b"not the runner's")
+    assert blobs.result_marker("fj_A") is None
+    archive.upload_blob(
+        b"gz", overwrite=True, metadata={RESULT_METADATA_KEY: '{"reason":"exited","exit_code":0}'}
+    )
+    assert blobs.result_marker("fj_A") == {"reason": "exited", "exit_code": 0}
