@@ -32,7 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import chart, proxy_latency, storage_costs, time_to_ready  # noqa: E402
+from bench import chart, cold_start, proxy_latency, storage_costs, time_to_ready  # noqa: E402
 from bench.dev_server import KEY, dev_server  # noqa: E402
 from bench.storage_costs import body  # noqa: E402
 from tests.azurite import start_azurite  # noqa: E402
@@ -278,6 +278,11 @@ def print_report(results: dict[str, Any]) -> None:
         f"{ranged['crowded']:.1f} ms"
     )
     print(f"dev server peak RSS: {results['dev_server_peak_rss_mb']:.0f} MiB")
+    cold = results["cold_start"]
+    print(
+        f"cold start, the app's share: import p50 {cold['import_p50_s']:.2f} s, "
+        f"first poll with fresh services p50 {cold['first_poll_p50_s']:.2f} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         storage_costs.stop_local_previews(connection, server.work_dir)
         ready = time_to_ready.measure(connection, scratch / "time-to-ready")
         llm_proxy = proxy_latency.first_byte_overhead(connection)
+        cold = cold_start.measure(connection)
         inproc = in_process_figures(connection, scratch / "inproc", args.rows)
     finally:
         azurite.stop()
@@ -315,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         "in_process": inproc,
         "dev_server_peak_rss_mb": memory,
         "llm_proxy_first_byte": llm_proxy,
+        "cold_start": cold,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
