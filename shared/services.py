@@ -20,6 +20,7 @@ from shared.storage.clients import blob_service, table_service
 from shared.storage.job_blobs import JobBlobs
 from shared.storage.job_store import JobStore
 from shared.storage.proxy_tokens import ProxyTokenStore
+from shared.storage.step_markers import StepMarkers
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Services:
     audit: AuditLog
     backend: BuildBackend
     slots: BuildSlots
+    markers: StepMarkers
 
     @classmethod
     def build(
@@ -48,6 +50,7 @@ class Services:
         blobs = JobBlobs(
             blob_service(settings, **client_options), container=settings.storage_container
         )
+        markers = StepMarkers(tables, prefix=settings.table_prefix)
         services = cls(
             settings=settings,
             jobs=JobStore(tables, prefix=settings.table_prefix),
@@ -57,6 +60,7 @@ class Services:
             audit=AuditLog(tables, prefix=settings.table_prefix),
             backend=backend or create_backend(settings, blobs),
             slots=BuildSlots(tables, prefix=settings.table_prefix),
+            markers=markers,
         )
         if provision:
             services.provision()
@@ -69,6 +73,7 @@ class Services:
         self.tokens.create_tables()
         self.slots.create_tables()
         self.audit.create_tables()
+        self.markers.create_tables()
         self.blobs.create_container()
 
 
