@@ -367,7 +367,9 @@ class FakeAzure:
         m = re.fullmatch(ACR + r"/runs/(?P<run>[^/]+)/cancel", path)
         if m and method == "POST":
             self.runs[m["run"]]["status"] = "Canceled"
-            return 202, None, {}
+            # 200, as the 2025-03-01-preview spec (Runs_Cancel) and its SDK expect: the SDK
+            # takes any other status for an error, so a 202 here made every cancel raise.
+            return 200, None, {}
         return self._registry(method, path, rec)
 
     @staticmethod
