@@ -58,7 +58,7 @@ class Services:
             tokens=ProxyTokenStore(tables, prefix=settings.table_prefix),
             blobs=blobs,
             audit=AuditLog(tables, prefix=settings.table_prefix),
-            backend=backend or create_backend(settings, blobs),
+            backend=backend or create_backend(settings, blobs, markers),
             slots=BuildSlots(tables, prefix=settings.table_prefix),
             markers=markers,
         )

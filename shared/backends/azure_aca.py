@@ -4,12 +4,13 @@ azure-containerregistry with a managed-identity credential; nothing here waits f
 
 Idempotency: resource names derive from the job id (``fb-<job>``, ``fp-<job>``,
 ``foundry-preview/<job>``), PUTs are create-or-update, a build execution is started only when
-none exists, and the ACR run id is recorded in a create-once marker blob.
+none exists, and the ACR run of the image build is recorded in a create-once row of the
+``<prefix>stepmarkers`` table (:mod:`shared.storage.step_markers`): a retried start finds it and
+schedules no second run, and polling and teardown follow the run it names.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from typing import Any
 
 import httpx
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ResourceExistsError
 from azure.core.polling import LROPoller
 from azure.mgmt.appcontainers import models as aca_models
 
@@ -30,19 +30,20 @@ from shared.config.settings import Settings
 from shared.domain.ids import azure_name
 from shared.domain.models import JobRecord
 from shared.errors import (
-    AlreadyExists,
     NotFound,
     TerminalBackendError,
     TransientBackendError,
     translate_azure_errors,
 )
 from shared.identity import service_credential
-from shared.storage.job_blobs import ARTIFACT_PATH, JobBlobs, builder_grant, job_blob
+from shared.storage.job_blobs import ARTIFACT_PATH, JobBlobs, builder_grant
+from shared.storage.step_markers import StepMarkers
 
 log = logging.getLogger(__name__)
 JOB_TAG = "foundry-job-id"
 REPO_PREFIX = "foundry-preview/"
-IMAGE_MARKER = "backend/image-run.json"
+#: The step marker (shared.storage.step_markers) naming the ACR run of a job's image build.
+IMAGE_MARKER = "image_run"
 _RUNNING_EXECUTION = {"Running", "Processing", "Unknown"}
 _FAILED_EXECUTION = {"Failed", "Stopped", "Degraded"}
 _RUNNING_RUN = {"Queued", "Started", "Running"}
@@ -85,12 +86,19 @@ class AzureContainerAppsBackend:
     poll_interval_secs = 2.0
 
     def __init__(
-        self, settings: Settings, az: AzureSettings, blobs: JobBlobs, credential: TokenCredential
+        self,
+        settings: Settings,
+        az: AzureSettings,
+        blobs: JobBlobs,
+        credential: TokenCredential,
+        *,
+        markers: StepMarkers,
     ) -> None:
         from azure.mgmt.appcontainers import ContainerAppsAPIClient
         from azure.mgmt.containerregistrytasks import ContainerRegistryTasksMgmtClient
 
         self.settings, self.az, self.blobs, self.credential = settings, az, blobs, credential
+        self.markers = markers
         common: dict[str, Any] = {"base_url": az.arm_url, "read_timeout": az.http_timeout_secs}
         if az.ca_bundle:
             common["connection_verify"] = az.ca_bundle
@@ -102,8 +110,10 @@ class AzureContainerAppsBackend:
         self.http = httpx.Client(timeout=az.http_timeout_secs, verify=verify)
 
     @classmethod
-    def from_env(cls, settings: Settings, blobs: JobBlobs) -> AzureContainerAppsBackend:
-        return cls(settings, AzureSettings.from_env(), blobs, service_credential())
+    def from_env(
+        cls, settings: Settings, blobs: JobBlobs, markers: StepMarkers
+    ) -> AzureContainerAppsBackend:
+        return cls(settings, AzureSettings.from_env(), blobs, service_credential(), markers=markers)
 
     def close(self) -> None:
         self.aca.close()
@@ -249,10 +259,7 @@ class AzureContainerAppsBackend:
         return f"{self.az.registry_server}/{repository_name(job_id)}:{job_id.lower()}"
 
     def _marker(self, job_id: str) -> dict[str, Any] | None:
-        try:
-            return dict(json.loads(self.blobs.read_bytes(job_id, IMAGE_MARKER)))
-        except NotFound:
-            return None
+        return self.markers.get(job_id, IMAGE_MARKER)
 
     def start_image_build(self, job: JobRecord) -> None:
         if self._marker(job.job_id) is not None:
@@ -285,14 +292,8 @@ class AzureContainerAppsBackend:
         with translate_azure_errors("schedule image build"):
             run = self.tasks.registries.schedule_run(rg, acr, request)
         run_id = str(run["properties"]["runId"])
-        marker = json.dumps(
-            {"run_id": run_id, "image": self._image_ref(job.job_id), "kind": kind}
-        ).encode()
-        try:
-            self.blobs.container.upload_blob(
-                job_blob(job.job_id, IMAGE_MARKER), marker, overwrite=False
-            )
-        except (ResourceExistsError, AlreadyExists):
+        marker = {"run_id": run_id, "image": self._image_ref(job.job_id), "kind": kind}
+        if not self.markers.record_once(job.job_id, IMAGE_MARKER, marker):
             log.warning("image build for %s was scheduled twice (crash window)", job.job_id)
 
     def poll_image_build(self, job_id: str) -> StepStatus:

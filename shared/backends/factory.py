@@ -6,9 +6,12 @@ from shared.backends.base import BuildBackend
 from shared.config.settings import Settings
 from shared.errors import ConfigurationError
 from shared.storage.job_blobs import JobBlobs
+from shared.storage.step_markers import StepMarkers
 
 
-def create_backend(settings: Settings, blobs: JobBlobs) -> BuildBackend:
+def create_backend(settings: Settings, blobs: JobBlobs, markers: StepMarkers) -> BuildBackend:
+    """``markers`` is for backends that record create-once step state in the service's tables
+    (the ACR run of an image build); the local backend keeps its markers in the job directory."""
     if settings.build_backend == "local":
         from shared.backends.local import LocalBackend
 
@@ -16,5 +19,5 @@ def create_backend(settings: Settings, blobs: JobBlobs) -> BuildBackend:
     if settings.build_backend == "azure_container_apps":
         from shared.backends.azure_aca import AzureContainerAppsBackend
 
-        return AzureContainerAppsBackend.from_env(settings, blobs)
+        return AzureContainerAppsBackend.from_env(settings, blobs, markers)
     raise ConfigurationError(f"unknown build backend {settings.build_backend!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import tarfile
 import urllib.request
 from collections.abc import Iterator
@@ -15,16 +16,22 @@ from pathlib import Path
 import pytest
 
 from shared.backends.azure_aca import (
+    IMAGE_MARKER,
     AzureContainerAppsBackend,
     build_job_name,
     preview_app_name,
     repository_name,
 )
+from shared.backends.base import StepState
 from shared.config.azure import AzureSettings
 from shared.errors import ConfigurationError
 from shared.services import Services
+from shared.storage.clients import blob_service, table_service
+from shared.storage.job_blobs import JobBlobs
+from shared.storage.step_markers import StepMarkers
 from tests.conftest import submission
 from tests.fake_azure import FakeAzure, FakeCredential
+from tests.storage_meter import StorageMeter
 
 SUB, RG = "00000000-0000-0000-0000-000000000001", "rg-foundry-test"
 IDENTITY = (
@@ -67,7 +74,11 @@ def azure(services, fake) -> Iterator[Services]:
         services.settings, build_backend="azure_container_apps", preview_domain="knowmler.test"
     )
     services.backend = AzureContainerAppsBackend(
-        services.settings, azure_settings(fake), services.blobs, FakeCredential()
+        services.settings,
+        azure_settings(fake),
+        services.blobs,
+        FakeCredential(),
+        markers=services.markers,
     )
     yield services
     services.backend.close()
@@ -240,7 +251,11 @@ def test_retries_never_start_a_second_execution_or_run(azure, fake, api, driver)
 def test_timeouts_are_retried_by_the_sdk_without_duplicates(azure, fake, api, driver) -> None:
     azure.backend.close()
     azure.backend = AzureContainerAppsBackend(
-        azure.settings, azure_settings(fake, http_timeout_secs=0.5), azure.blobs, FakeCredential()
+        azure.settings,
+        azure_settings(fake, http_timeout_secs=0.5),
+        azure.blobs,
+        FakeCredential(),
+        markers=azure.markers,
     )
     fake.fail("GET", r"/executions$", status=200, delay=1.5, times=2)  # reply arrives too late
     _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
@@ -311,6 +326,109 @@ def test_orphan_sweep_deletes_tagged_resources_without_a_live_job(azure, fake, c
     assert report.orphans_removed == [orphan]
     assert fake.resources_left()["jobs"] == [] and fake.resources_left()["repositories"] == []
     assert "unrelated" in fake.apps
+
+
+def metered_backend(
+    azure: Services, fake: FakeAzure
+) -> tuple[AzureContainerAppsBackend, StorageMeter]:
+    """A second ACA backend on the same storage, whose blob and table clients report every
+    exchange to a meter (at the SDK transport)."""
+    meter = StorageMeter()
+    settings = azure.settings
+    blobs = JobBlobs(
+        blob_service(settings, **meter.client_options()), container=settings.storage_container
+    )
+    markers = StepMarkers(
+        table_service(settings, **meter.client_options()), prefix=settings.table_prefix
+    )
+    backend = AzureContainerAppsBackend(
+        settings, azure_settings(fake), blobs, FakeCredential(), markers=markers
+    )
+    return backend, meter
+
+
+def test_the_image_run_is_a_table_row_and_the_image_steps_write_no_blob(
+    azure, fake, api, driver
+) -> None:
+    fake.run_outcome = "Running"  # the ACR run stays running until canceled
+    _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
+    job_id = accepted["job_id"]
+    driver.run_to_completion(job_id, until=phase("build_wait"))
+    act_as_builder(fake, job_id)  # the source artifact is in place
+    job = azure.jobs.get_job(job_id)
+    backend, meter = metered_backend(azure, fake)
+    try:
+        with meter.measure() as start:
+            backend.start_image_build(job)
+        (run_id,) = fake.runs
+        assert azure.markers.get(job_id, IMAGE_MARKER) == {
+            "run_id": run_id,
+            "image": f"{fake.host}/{repository_name(job_id)}:{job_id.lower()}",
+            "kind": "fallback_static",
+        }
+        # Blobs: the source artifact is read, nothing is written. Table: look, then insert.
+        blob_calls = [e.method for e in start.exchanges if e.service == "blob"]
+        assert blob_calls and set(blob_calls) == {"GET"}, start.describe()
+        table_calls = [(e.method, e.status) for e in start.exchanges if e.service == "table"]
+        assert table_calls == [("GET", 404), ("POST", 201)], start.describe()
+        # A retried start reads the row and schedules nothing.
+        with meter.measure() as again:
+            backend.start_image_build(job)
+        assert len(fake.calls("POST", "/scheduleRun$")) == 1
+        assert [(e.service, e.method, e.status) for e in again.exchanges] == [
+            ("table", "GET", 200)
+        ], again.describe()
+        # Polling and teardown follow the recorded run; teardown cancels it.
+        with meter.measure() as follow:
+            assert backend.poll_image_build(job_id).state is StepState.RUNNING
+            assert "image-run" in backend.teardown(job_id)
+        assert fake.calls("GET", f"/runs/{run_id}$")
+        assert fake.calls("POST", f"/runs/{run_id}/cancel$")
+        assert fake.runs[run_id]["status"] == "Canceled"
+        assert follow.by_service("blob") == 0, follow.describe()
+    finally:
+        backend.close()
+
+
+def test_a_job_built_on_azure_leaves_no_backend_blob(azure, fake, api, driver) -> None:
+    _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
+    job_id = accepted["job_id"]
+    driver.run_to_completion(job_id, until=phase("build_wait"))
+    act_as_builder(fake, job_id)
+    assert driver.run_to_completion(job_id).output["status"] == "ready"
+    (run_id,) = fake.runs
+    assert azure.markers.get(job_id, IMAGE_MARKER)["run_id"] == run_id
+    names = [b.name for b in azure.blobs.container.list_blobs(name_starts_with=f"jobs/{job_id}/")]
+    assert names, "the job's own blobs (inputs, log, artifact) are listed"
+    assert [n for n in names if n.startswith(f"jobs/{job_id}/backend/")] == []
+
+
+def test_a_second_run_scheduled_in_the_crash_window_keeps_the_first_record(
+    azure, fake, api, driver, monkeypatch, caplog
+) -> None:
+    _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
+    job_id = accepted["job_id"]
+    driver.run_to_completion(job_id, until=phase("build_wait"))
+    act_as_builder(fake, job_id)
+    job = azure.jobs.get_job(job_id)
+    backend = azure.backend
+    registries = backend.tasks.registries
+    real_schedule = registries.schedule_run
+    interleaved = []
+
+    def another_attempt_first(*args, **kwargs):
+        # This attempt found no row; another one schedules and records its run before ours does.
+        if not interleaved:
+            interleaved.append(True)
+            backend.start_image_build(job)
+        return real_schedule(*args, **kwargs)
+
+    monkeypatch.setattr(registries, "schedule_run", another_attempt_first)
+    with caplog.at_level(logging.WARNING, logger="shared.backends.azure_aca"):
+        backend.start_image_build(job)
+    assert sorted(fake.runs) == ["ca1", "ca2"]  # the other attempt's run, then ours
+    assert azure.markers.get(job_id, IMAGE_MARKER)["run_id"] == "ca1"
+    assert f"image build for {job_id} was scheduled twice (crash window)" in caplog.messages
 
 
 def test_missing_configuration_names_the_variables() -> None:
