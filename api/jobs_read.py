@@ -107,7 +107,7 @@ def _scrub_lines(text: str) -> str:
 
 
 def _log_page(svc: Services, job_id: str, offset: int, finished: bool) -> func.HttpResponse:
-    data = svc.blobs.read_log(job_id, offset=offset, max_bytes=LOG_PAGE_BYTES)
+    data, log_bytes = svc.blobs.read_log_page(job_id, offset=offset, max_bytes=LOG_PAGE_BYTES)
     cut = data.rfind(b"\n")
     data = data[: cut + 1] if cut >= 0 else b""
     events: list[dict[str, Any]] = []
@@ -118,7 +118,7 @@ def _log_page(svc: Services, job_id: str, offset: int, finished: bool) -> func.H
             event = None
         events.append(event if isinstance(event, dict) else {"raw": line})
     next_offset = offset + len(data)
-    more = next_offset < svc.blobs.log_size(job_id)
+    more = next_offset < log_bytes
     return json_response(200, log_page_view(events, next_offset, finished and not more))
 
 

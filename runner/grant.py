@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 #: Blobs the runner cannot work without.
-REQUIRED = ("inputs", "stream_log")
+REQUIRED = ("stream_log",)
+#: The inputs: ``inputs`` (SPEC and TASKS in one blob), or a service from before it, or a job
+#: submitted before it, the two files ``spec_md`` and ``tasks_md``. One of the two is required.
+INPUTS = "inputs"
+LEGACY_INPUTS = ("spec_md", "tasks_md")
 #: Blobs the runner writes when the grant has them.
 OPTIONAL = ("stderr_log", "source_artifact", "diagnostics")
 
@@ -66,6 +70,8 @@ def parse_grant(raw: str, job_id: str) -> Grant:
             raise GrantError(f"grant entry {name!r} is not for job {job_id}")
         urls[name] = url
     missing = [name for name in REQUIRED if name not in urls]
+    if INPUTS not in urls and not all(name in urls for name in LEGACY_INPUTS):
+        missing.append(INPUTS)
     if missing:
         raise GrantError("FOUNDRY_STORAGE_GRANT lacks " + ", ".join(missing))
     return Grant(urls)

@@ -35,6 +35,7 @@ from runner import RESULT_METADATA_KEY, RUNNER_SCHEMA_VERSION, sas_http
 from runner.archives import pack_diagnostics, pack_source
 from runner.config import RunnerConfig
 from runner.contract import PREVIEW_CONTRACT_TASK
+from runner.grant import INPUTS, LEGACY_INPUTS
 from runner.notices import Notifier
 from runner.outcome import (
     EXITED,
@@ -192,6 +193,9 @@ class Runner:
                 if outcome is not None:
                     builder_started = None
             self._open_logs()
+            if outcome is not None and outcome.reason == INTERRUPTED:
+                # A reused workspace holds the earlier runner's stream, already in the blob.
+                self.followers["stream_log"].position = _size_of(self.stream_path)
             if outcome is None:
                 outcome = self._follow_builder()
         except sas_http.SasHttpError as exc:
@@ -233,9 +237,7 @@ class Runner:
     def _preflight(self) -> Outcome | None:
         """Before the builder may start: no earlier build's output, no stop yet, the inputs."""
         stream_url = self.config.grant.url("stream_log")
-        inputs_url = self.config.grant.url("inputs")
-        assert stream_url is not None  # required grant entries (runner/grant.py)
-        assert inputs_url is not None
+        assert stream_url is not None  # a required grant entry (runner/grant.py)
         if sas_http.size(stream_url, count=self.storage_requests.add):
             return Outcome(
                 INTERRUPTED,
@@ -243,14 +245,30 @@ class Runner:
             )
         if self.stop_requested:
             return Outcome(TERMINATED, message="stopped before the builder started")
-        raw = sas_http.get(inputs_url, count=self.storage_requests.add)
-        inputs = _parse_inputs(raw)
+        inputs = self._fetch_inputs()
         if inputs is None:
             return Outcome(START_FAILED, message="the job's inputs (SPEC.md, TASKS.md) are missing")
         spec, tasks = inputs
         (self.work / "SPEC.md").write_text(spec, encoding="utf-8")
         (self.work / "TASKS.md").write_text(tasks + PREVIEW_CONTRACT_TASK, encoding="utf-8")
         return None
+
+    def _fetch_inputs(self) -> tuple[str, str] | None:
+        """``(spec_md, tasks_md)``: from the one inputs blob, else (a job submitted before it, or
+        a grant from a service before it) from the two files."""
+        count, grant = self.storage_requests.add, self.config.grant
+        inputs_url = grant.url(INPUTS)
+        if inputs_url is not None:
+            raw = sas_http.get(inputs_url, count=count)
+            if raw is not None:
+                return _parse_inputs(raw)
+        legacy = [grant.url(name) for name in LEGACY_INPUTS]
+        if any(url is None for url in legacy):
+            return None
+        spec, tasks = (sas_http.get(url, count=count) for url in legacy if url is not None)
+        if spec is None or tasks is None:
+            return None
+        return spec.decode("utf-8", errors="replace"), tasks.decode("utf-8", errors="replace")
 
     def _start_builder(self) -> Outcome | None:
         self.stream_path.parent.mkdir(parents=True, exist_ok=True)
@@ -409,10 +427,17 @@ class Runner:
             buffer = io.BytesIO()
             self._pack_diagnostics(buffer, marker, started_at, builder_started, logs=False)
             archive = buffer.getvalue()
-        self.uploads["diagnostics"] = self._upload_marked(archive, marker)
+        uploaded = self._upload_marked(archive, marker)
+        if uploaded == "failed" and isinstance(archive, Path):
+            # The marker is the job's record: try once more with the smallest archive.
+            buffer = io.BytesIO()
+            self._pack_diagnostics(buffer, marker, started_at, builder_started, logs=False)
+            uploaded = self._upload_marked(buffer.getvalue(), marker)
+            uploaded = "marker_only" if uploaded == "uploaded" else uploaded
+        self.uploads["diagnostics"] = uploaded
         marker["uploads"] = dict(self.uploads)
-        local = self.scrubber.scrub(json.dumps(marker, sort_keys=True).encode())
-        (self.output / "result.json").write_bytes(local)
+        local = json.dumps(self.scrubber.scrub_values(marker), sort_keys=True)
+        (self.output / "result.json").write_text(local, encoding="utf-8")
 
     def _upload_marked(self, archive: Path | bytes, marker: dict[str, Any]) -> str:
         """Upload the diagnostics archive create-once with the marker as its metadata; the
@@ -493,11 +518,18 @@ class Runner:
                 fitted["source_skipped"], fitted["source_skipped_count"] = [], len(skipped)
             elif cut == "message" and isinstance(message, str):
                 fitted["message"] = message[: MARKER_MESSAGE_CHARS // 10]
-            text = json.dumps(fitted, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-            text = self.scrubber.scrub_text(text)
+            scrubbed = self.scrubber.scrub_values(fitted)
+            text = json.dumps(scrubbed, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
             if len(text) <= MARKER_METADATA_CHARS:
                 break
         return text
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _parse_inputs(raw: bytes | None) -> tuple[str, str] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 REDACTED = b"[redacted]"
 #: Shorter "secrets" are ignored: they would redact ordinary text (and a real one is never short).
@@ -65,6 +66,18 @@ class Scrubber:
         return self.scrub(text.encode("utf-8", errors="surrogateescape")).decode(
             "utf-8", errors="replace"
         )
+
+    def scrub_values(self, value: Any) -> Any:
+        """Every string inside ``value`` (dicts, lists, scalars) scrubbed, keys included. For data
+        that is then encoded as JSON: scrubbing the encoded text instead could swallow an escape
+        (``sig=…\\"``) and break the document."""
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        if isinstance(value, dict):
+            return {self.scrub_values(k): self.scrub_values(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.scrub_values(v) for v in value]
+        return value
 
 
 def safe_cut(data: bytes, limit: int) -> int:

@@ -11,6 +11,7 @@ schedules no second run, and polling and teardown follow the run it names.
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 from collections.abc import Callable
@@ -44,6 +45,8 @@ JOB_TAG = "foundry-job-id"
 REPO_PREFIX = "foundry-preview/"
 #: The step marker (shared.storage.step_markers) naming the ACR run of a job's image build.
 IMAGE_MARKER = "image_run"
+#: Where the ACR run was recorded before the step-marker table (a blob under ``jobs/<id>/``).
+LEGACY_IMAGE_MARKER = "backend/image-run.json"
 _RUNNING_EXECUTION = {"Running", "Processing", "Unknown"}
 _FAILED_EXECUTION = {"Failed", "Stopped", "Degraded"}
 _RUNNING_RUN = {"Queued", "Started", "Running"}
@@ -258,8 +261,17 @@ class AzureContainerAppsBackend:
     def _image_ref(self, job_id: str) -> str:
         return f"{self.az.registry_server}/{repository_name(job_id)}:{job_id.lower()}"
 
-    def _marker(self, job_id: str) -> dict[str, Any] | None:
-        return self.markers.get(job_id, IMAGE_MARKER)
+    def _marker(self, job_id: str, *, legacy: bool = False) -> dict[str, Any] | None:
+        """The recorded ACR run; with ``legacy``, a job whose image build was recorded before
+        the step-marker table (the blob :data:`LEGACY_IMAGE_MARKER`) is found too. Only where a
+        missing record is unexpected (poll, teardown), so a new job never pays the blob read."""
+        marker = self.markers.get(job_id, IMAGE_MARKER)
+        if marker is None and legacy:
+            try:
+                marker = dict(json.loads(self.blobs.read_bytes(job_id, LEGACY_IMAGE_MARKER)))
+            except NotFound:
+                return None
+        return marker
 
     def start_image_build(self, job: JobRecord) -> None:
         if self._marker(job.job_id) is not None:
@@ -297,7 +309,7 @@ class AzureContainerAppsBackend:
             log.warning("image build for %s was scheduled twice (crash window)", job.job_id)
 
     def poll_image_build(self, job_id: str) -> StepStatus:
-        marker = self._marker(job_id)
+        marker = self._marker(job_id, legacy=True)
         if marker is None:
             return StepStatus(StepState.MISSING)
         with translate_azure_errors("read image build run"):
@@ -410,7 +422,7 @@ class AzureContainerAppsBackend:
     def teardown(self, job_id: str) -> list[str]:
         removed: list[str] = []
         rg = self.az.resource_group
-        marker = self._marker(job_id)
+        marker = self._marker(job_id, legacy=True)
         if marker is not None:
             try:
                 with translate_azure_errors("cancel image build"):

@@ -22,6 +22,9 @@ from shared.errors import AlreadyExists, NotFound, TerminalBackendError, transla
 #: blob write instead of two (a blob write costs about 140 table transactions, docs/cost-model.md).
 #: The builder still finds ``SPEC.md`` and ``TASKS.md`` in its work dir (the runner writes them).
 INPUTS_PATH = "input/inputs.json"
+#: Where a job submitted before :data:`INPUTS_PATH` keeps its inputs. Still granted (signing a
+#: URL is no storage request) so a build runner can start such a job after an upgrade.
+LEGACY_INPUT_PATHS = {"spec_md": "input/SPEC.md", "tasks_md": "input/TASKS.md"}
 STREAM_PATH = "logs/stream.jsonl"
 STDERR_PATH = "logs/stderr.log"
 ARTIFACT_PATH = "output/source.tar.gz"
@@ -36,6 +39,7 @@ RESULT_METADATA_KEY = "foundry_result"
 #: marker lets a restarted runner find what an earlier one did.
 BUILDER_GRANT: dict[str, tuple[str, str]] = {
     "inputs": (INPUTS_PATH, "r"),
+    **{name: (path, "r") for name, path in LEGACY_INPUT_PATHS.items()},
     "stream_log": (STREAM_PATH, "racw"),
     "stderr_log": (STDERR_PATH, "racw"),
     "diagnostics": (DIAGNOSTICS_PATH, "rcw"),
@@ -76,12 +80,14 @@ class JobBlobs:
         return str(inputs["spec_md"]), str(inputs["tasks_md"])
 
     def delete_inputs(self, job_id: str) -> None:
-        """Remove the inputs of a job that was never created (idempotent)."""
-        try:
-            with translate_azure_errors("delete job inputs"):
-                self.container.delete_blob(job_blob(job_id, INPUTS_PATH))
-        except NotFound:
-            pass
+        """Remove the inputs of a job that was never created, in either layout (idempotent;
+        deletes are free)."""
+        for rel in (INPUTS_PATH, *LEGACY_INPUT_PATHS.values()):
+            try:
+                with translate_azure_errors("delete job inputs"):
+                    self.container.delete_blob(job_blob(job_id, rel))
+            except NotFound:
+                pass
 
     def job_ids_with_prefix(self, id_prefix: str) -> list[str]:
         """Ids of the jobs with objects stored whose id (after ``fj_``) starts with ``id_prefix``:
@@ -140,16 +146,26 @@ class JobBlobs:
         """The log's bytes from ``offset`` (at most ``max_bytes``): one ranged read, empty when
         the log does not exist yet (the runner creates it with its first append) or has nothing
         past ``offset``."""
+        return self.read_log_page(job_id, offset=offset, max_bytes=max_bytes)[0]
+
+    def read_log_page(
+        self, job_id: str, *, offset: int = 0, max_bytes: int | None = None
+    ) -> tuple[bytes, int]:
+        """As :meth:`read_log`, with the log's whole length as the same reply reports it (its
+        ``Content-Range``): whether more follows costs no second request."""
         client = self.container.get_blob_client(job_blob(job_id, STREAM_PATH))
         try:
             with translate_azure_errors("read log"):
-                return client.download_blob(offset=offset, length=max_bytes).readall()
+                download = client.download_blob(offset=offset, length=max_bytes)
+                data = download.readall()
         except NotFound:
-            return b""
+            return b"", 0
         except TerminalBackendError as exc:
             if exc.code == "InvalidRange":  # HTTP 416: nothing past offset
-                return b""
+                return b"", offset
             raise
+        total = str(download.properties.content_range or "").rpartition("/")[2]
+        return data, int(total) if total.isdigit() else offset + len(data)
 
     # -- artifacts ---------------------------------------------------------------------------
     def put_artifact(self, job_id: str, data: bytes) -> None:

@@ -9,12 +9,12 @@ from urllib.parse import unquote
 import pytest
 
 from runner.config import ConfigError, RunnerConfig
-from runner.grant import OPTIONAL, REQUIRED, GrantError, parse_grant
+from runner.grant import INPUTS, LEGACY_INPUTS, OPTIONAL, REQUIRED, GrantError, parse_grant
 from shared.storage.job_blobs import BUILDER_GRANT, JobBlobs, builder_grant
 
 
 def test_the_service_grants_every_blob_the_runner_uses(job_blobs: JobBlobs) -> None:
-    assert set(BUILDER_GRANT) == set(REQUIRED) | set(OPTIONAL)
+    assert set(BUILDER_GRANT) == {*REQUIRED, INPUTS, *LEGACY_INPUTS, *OPTIONAL}
     raw = builder_grant(job_blobs, "fj_X", ttl_secs=60)
     grant = parse_grant(raw, "fj_X")
     assert set(grant.urls) == set(BUILDER_GRANT)
@@ -31,6 +31,8 @@ def test_a_grant_for_another_job_or_without_inputs_is_refused(job_blobs: JobBlob
         parse_grant(raw, "fj_Y")
     urls = json.loads(raw)
     del urls["inputs"]
+    parse_grant(json.dumps(urls), "fj_X")  # a grant of the earlier layout: the two files
+    del urls["tasks_md"]
     with pytest.raises(GrantError) as missing:
         parse_grant(json.dumps(urls), "fj_X")
     assert "inputs" in str(missing.value)

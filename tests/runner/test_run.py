@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from azure.core.exceptions import ServiceRequestError
 
 from runner import run as run_module
 from runner.append_log import MAX_BLOCK_BYTES
@@ -233,6 +234,9 @@ def test_a_restarted_runner_does_not_build_twice(job: Job, tmp_path: Path) -> No
 def test_a_runner_that_finds_an_earlier_stream_does_not_rebuild(job: Job) -> None:
     job.blobs.ensure_log(job.job_id)  # an earlier runner created the stream and wrote a line
     job.blobs.append_log(job.job_id, b'{"event":"stage_started"}\n', at_offset=0)
+    # ...in this very workspace (the local backend reuses it): its file is not uploaded again.
+    (job.workspace / "logs").mkdir(parents=True)
+    (job.workspace / "logs" / "stream.jsonl").write_bytes(b'{"event":"stage_started"}\n')
     code, console = job.run(example_builder())
     assert code == 1, console
     assert job.marker()["reason"] == "interrupted"
@@ -323,3 +327,58 @@ def test_the_marker_goes_up_even_when_diagnostics_cannot_be_packed(
     assert set(archive) == {"metadata.json"}
     notes = json.loads(archive["metadata.json"])["runner_notes"]
     assert any("packing diagnostics failed" in note for note in notes)
+
+
+class FailingDiagnostics(AppendRecorder):
+    """Refuses the first ``failures`` uploads of the diagnostics archive (as a network fault
+    that outlasts the SDK's retries would)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def send(self, request, **kwargs):
+        if request.method == "PUT" and "diagnostics.tar.gz" in request.url and self.failures:
+            self.failures -= 1
+            raise ServiceRequestError("injected: diagnostics upload failed")
+        return super().send(request, **kwargs)
+
+
+def test_a_failed_diagnostics_upload_still_leaves_the_marker(job: Job) -> None:
+    transport = FailingDiagnostics(failures=4)  # the first upload and its 3 SDK retries
+    code, _ = run_in_process(job, example_builder(), transport)
+    assert code == 0
+    assert transport.failures == 0
+    marker = job.marker()  # in storage: the job's record survives
+    assert (marker["reason"], marker["exit_code"]) == ("exited", 0)
+    assert set(tar_members(job.blob(DIAGNOSTICS_PATH))) == {"metadata.json"}
+    local = json.loads((job.workspace / "output" / "result.json").read_text())
+    assert local["uploads"]["diagnostics"] == "marker_only"
+
+
+def test_a_secret_shaped_name_cannot_break_the_marker(job: Job) -> None:
+    runner = Runner(RunnerConfig.from_env(job.env(example_builder())))
+    leaky = 'big/sig=ABCDEFGHIJKLMNOPQRSTUVWX"x.bin'
+    fitted = json.loads(runner._marker_metadata({"reason": "exited", "source_skipped": [leaky]}))
+    assert fitted["source_skipped"] == ['big/sig=[redacted]"x.bin']  # valid JSON, no signature
+    assert "ABCDEFGHIJKLMNOP" not in json.dumps(fitted)
+
+
+@pytest.mark.parametrize("grant_names", ["new service", "old service"])
+def test_a_job_submitted_before_the_inputs_blob_still_builds(
+    job_blobs, tmp_path: Path, grant_names: str
+) -> None:
+    """Inputs in the two files of the earlier layout: granted by this service (a job queued
+    across the upgrade) or by the service before it (only the two files in the grant)."""
+    job = make_job(job_blobs, tmp_path / "ws", spec_md="# unused\n", tasks_md="- [ ] T1: a\n")
+    job_blobs.delete_inputs(job.job_id)
+    for name, text in (("SPEC.md", "# Legacy shop\n"), ("TASKS.md", "- [ ] T1: a page\n")):
+        job_blobs.container.upload_blob(f"jobs/{job.job_id}/input/{name}", text.encode())
+    if grant_names == "old service":
+        grant = json.loads(job.grant)
+        del grant["inputs"]
+        job.grant = json.dumps(grant)
+    code, console = job.run(example_builder())
+    assert code == 0, console
+    assert (job.workspace / "work" / "SPEC.md").read_text() == "# Legacy shop\n"
+    assert job.marker()["reason"] == "exited"

@@ -17,6 +17,7 @@ import pytest
 
 from shared.backends.azure_aca import (
     IMAGE_MARKER,
+    LEGACY_IMAGE_MARKER,
     AzureContainerAppsBackend,
     build_job_name,
     preview_app_name,
@@ -438,3 +439,38 @@ def test_missing_configuration_names_the_variables() -> None:
     for name in ("RESOURCE_GROUP", "ACR_NAME", "ACA_ENVIRONMENT", "BUILDER_IMAGE"):
         assert f"FOUNDRY_SERVICE_AZURE_{name}" in message
     assert "SUBSCRIPTION_ID" not in message
+
+
+def test_an_image_build_recorded_before_the_step_marker_table_is_still_followed(
+    azure, fake, api, driver
+) -> None:
+    """A job whose ACR run was recorded in the old blob (before an upgrade) is polled and torn
+    down by that record; a new job's start never reads the blob."""
+    fake.run_outcome = "Running"
+    _, accepted, _ = api.call("POST", "/v1/jobs", body=submission())
+    job_id = accepted["job_id"]
+    driver.run_to_completion(job_id, until=phase("build_wait"))
+    act_as_builder(fake, job_id)
+    backend, meter = metered_backend(azure, fake)
+    try:
+        backend.start_image_build(azure.jobs.get_job(job_id))
+        (run_id,) = fake.runs
+        record = azure.markers.get(job_id, IMAGE_MARKER)
+        # As the old code left it: the record in the blob, no row.
+        azure.markers.table.delete_entity(job_id, IMAGE_MARKER)
+        azure.blobs.container.upload_blob(
+            f"jobs/{job_id}/{LEGACY_IMAGE_MARKER}", json.dumps(record).encode()
+        )
+        assert backend.poll_image_build(job_id).state is StepState.RUNNING
+        assert "image-run" in backend.teardown(job_id)
+        assert fake.runs[run_id]["status"] == "Canceled"
+        # Without either record the poll says so (one table read, one blob read).
+        azure.blobs.container.delete_blob(f"jobs/{job_id}/{LEGACY_IMAGE_MARKER}")
+        with meter.measure() as missing:
+            assert backend.poll_image_build(job_id).state is StepState.MISSING
+        assert [(e.service, e.method) for e in missing.exchanges] == [
+            ("table", "GET"),
+            ("blob", "GET"),
+        ], missing.describe()
+    finally:
+        backend.close()

@@ -104,3 +104,16 @@ def test_inputs_are_one_blob_and_the_marker_is_diagnostics_metadata(services) ->
         b"gz", overwrite=True, metadata={RESULT_METADATA_KEY: '{"reason":"exited","exit_code":0}'}
     )
     assert blobs.result_marker("fj_A") == {"reason": "exited", "exit_code": 0}
+
+
+def test_a_log_page_knows_the_log_length_from_the_same_reply(metered) -> None:
+    svc, meter = metered
+    blobs = svc.blobs
+    blobs.ensure_log("fj_P")
+    blobs.append_log("fj_P", b"one\ntwo\n", at_offset=0)
+    with meter.measure() as page:
+        assert blobs.read_log_page("fj_P", offset=0, max_bytes=4) == (b"one\n", 8)
+        assert blobs.read_log_page("fj_P", offset=4, max_bytes=100) == (b"two\n", 8)
+        assert blobs.read_log_page("fj_P", offset=8, max_bytes=100) == (b"", 8)
+        assert blobs.read_log_page("fj_none", offset=0) == (b"", 0)
+    assert page.round_trips == 4, page.describe()
