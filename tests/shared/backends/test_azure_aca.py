@@ -167,7 +167,16 @@ def test_a_job_runs_end_to_end_on_azure(api, driver, azure, fake) -> None:
     assert azure.settings.api_base_url != azure.settings.proxy_base_url  # two services
     assert len(fake.calls("POST", "/start$")) == 1
     grant = grant_of(fake, job_id)
-    assert set(grant) == {"inputs", "stream_log", "stderr_log", "diagnostics", "source_artifact"}
+    assert set(grant) == {
+        "inputs",
+        "spec_md",  # the two input files of a job submitted before input/inputs.json
+        "tasks_md",
+        "stream_log",
+        "stderr_log",
+        "diagnostics",
+        "source_artifact",
+    }
+    assert "sp=r&" in grant["spec_md"] and "sp=r&" in grant["tasks_md"]
     assert all(f"/jobs/{job_id}/" in url for url in grant.values())
     assert "sp=r&" in grant["inputs"] and "sp=racw&" in grant["stream_log"]
     assert "sp=cw&" in grant["source_artifact"] and "sp=rcw&" in grant["diagnostics"]
