@@ -195,7 +195,8 @@ class Runner:
             self._open_logs()
             if outcome is not None and outcome.reason == INTERRUPTED:
                 # A reused workspace holds the earlier runner's stream, already in the blob.
-                self.followers["stream_log"].position = _size_of(self.stream_path)
+                stream = self.followers["stream_log"]
+                stream.position += stream.pending_bytes
             if outcome is None:
                 outcome = self._follow_builder()
         except sas_http.SasHttpError as exc:
@@ -424,15 +425,12 @@ class Runner:
         except OSError as exc:
             # The marker must still go up: with a diagnostics archive of its metadata alone.
             self.say(f"packing diagnostics failed ({exc.strerror}); uploading the marker alone")
-            buffer = io.BytesIO()
-            self._pack_diagnostics(buffer, marker, started_at, builder_started, logs=False)
-            archive = buffer.getvalue()
+            archive = self._marker_only_archive(marker, started_at, builder_started)
         uploaded = self._upload_marked(archive, marker)
         if uploaded == "failed" and isinstance(archive, Path):
             # The marker is the job's record: try once more with the smallest archive.
-            buffer = io.BytesIO()
-            self._pack_diagnostics(buffer, marker, started_at, builder_started, logs=False)
-            uploaded = self._upload_marked(buffer.getvalue(), marker)
+            smallest = self._marker_only_archive(marker, started_at, builder_started)
+            uploaded = self._upload_marked(smallest, marker)
             uploaded = "marker_only" if uploaded == "uploaded" else uploaded
         self.uploads["diagnostics"] = uploaded
         marker["uploads"] = dict(self.uploads)
@@ -472,6 +470,14 @@ class Runner:
             )
             return "failed"
         return "uploaded"
+
+    def _marker_only_archive(
+        self, marker: dict[str, Any], started_at: str, builder_started: str | None
+    ) -> bytes:
+        """A diagnostics archive of ``metadata.json`` alone, packed in memory."""
+        buffer = io.BytesIO()
+        self._pack_diagnostics(buffer, marker, started_at, builder_started, logs=False)
+        return buffer.getvalue()
 
     def _pack_diagnostics(
         self,
@@ -523,13 +529,6 @@ class Runner:
             if len(text) <= MARKER_METADATA_CHARS:
                 break
         return text
-
-
-def _size_of(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _parse_inputs(raw: bytes | None) -> tuple[str, str] | None:
